@@ -1,0 +1,273 @@
+"""Atomic, complete checkpoints that zi2zi-pytorch can still read.
+
+Files in the checkpoint directory, per saved step:
+
+    {step}_net_G.pth   plain generator state dict (zi2zi-pytorch's format)
+    {step}_net_D.pth   plain discriminator state dict
+    {step}_state.pth   ModelConfig, TrainConfig, optimisers, step, epoch, LRs, RNG states
+
+Each file is written to a temporary name and `os.replace`d into place; the state file
+is written last, so a step with a state file is complete. Loading checks the keys
+and shapes against the model and says which flag disagrees instead of loading part.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from utils.errors import UserError
+
+from .config import ModelConfig, TrainConfig
+from .networks import build_generator
+from .spectral import fold_spectral_norm, uses_spectral_norm
+from .zi2zi import Zi2ZiModel
+
+_NET_FILE = re.compile(r"^(\d+)_net_G\.pth$")
+_SN_FLAG = {"G": "--sn-generator", "D": "--sn-discriminator"}
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, unreadable or does not match the model."""
+
+
+def checkpoint_files(ckpt_dir: str | Path, step: int) -> dict[str, Path]:
+    ckpt_dir = Path(ckpt_dir)
+    return {"G": ckpt_dir / f"{step}_net_G.pth", "D": ckpt_dir / f"{step}_net_D.pth",
+            "state": ckpt_dir / f"{step}_state.pth"}
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save to a temporary file in the same directory, then rename over `path`."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(model: Zi2ZiModel, ckpt_dir: str | Path, extra: dict | None = None) -> dict[str, Path]:
+    """Save G, D and the training state for `model.step`; returns the three paths."""
+    Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+    files = checkpoint_files(ckpt_dir, model.step)
+    atomic_save(model.netG.state_dict(), files["G"])
+    atomic_save(model.netD.state_dict(), files["D"])
+    state = model.training_state()
+    if extra:
+        state["extra"] = extra
+    atomic_save(state, files["state"])
+    return files
+
+
+def available_steps(ckpt_dir: str | Path, complete: bool = False) -> list[int]:
+    """Steps that have a generator file (and, with complete=True, D and state too)."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    steps = sorted(int(m.group(1)) for m in map(_NET_FILE.match, os.listdir(ckpt_dir)) if m)
+    if complete:
+        steps = [s for s in steps if all(p.exists() for p in checkpoint_files(ckpt_dir, s).values())]
+    return steps
+
+
+def resolve_step(ckpt_dir: str | Path, step: str | int, complete: bool = False) -> int:
+    """`latest` or a step number -> a step that exists in `ckpt_dir`."""
+    steps = available_steps(ckpt_dir, complete)
+    what = "complete checkpoint (G, D and state files)" if complete else "checkpoint"
+    if not steps:
+        raise CheckpointError(f"no {what} in {ckpt_dir}; check --experiment_dir / --checkpoint_dir")
+    if str(step) == "latest":
+        return steps[-1]
+    try:
+        step = int(step)
+    except ValueError:
+        raise CheckpointError(f"--resume expects a step number or 'latest'; got {step!r}") from None
+    if step not in steps:
+        raise CheckpointError(f"no {what} for step {step} in {ckpt_dir}; available: "
+                              f"{', '.join(map(str, steps[-10:]))}")
+    return step
+
+
+def _load(path: Path):
+    if not path.exists():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types; name the file
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:200]}") from None
+
+
+def _shape_hint(net_name: str, key: str) -> str:
+    if key.startswith("embedder"):
+        return "--embedding_num / --embedding_dim"
+    if key.startswith("catagory"):
+        return "--embedding_num"
+    if key.startswith("binary"):
+        return "--image_size"
+    if key in ("model.down.0.weight", "model.down.0.weight_orig", "model.up.1.weight",
+               "model.up.1.weight_orig", "model.up.1.bias", "model.0.weight", "model.0.weight_orig"):
+        return "--input_nc (or --ngf / --ndf)"
+    return "--ngf" if net_name == "G" else "--ndf"
+
+
+def check_state_dict(net: nn.Module, state_dict: dict, net_name: str, source: str | Path) -> None:
+    """Raise CheckpointError naming the disagreeing flag if `state_dict` doesn't fit `net`."""
+    expected = net.state_dict()
+    net_label = "generator" if net_name == "G" else "discriminator"
+    ckpt_sn, model_sn = uses_spectral_norm(state_dict), uses_spectral_norm(expected)
+    if ckpt_sn != model_sn:
+        flag = _SN_FLAG[net_name]
+        if ckpt_sn:
+            raise CheckpointError(f"checkpoint {source} was trained with {flag}; this run has it off "
+                                  f"(add {flag})")
+        raise CheckpointError(f"checkpoint {source} was trained without {flag}; this run has it on "
+                              f"(drop {flag})")
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        def depth(keys):
+            return max((k.count("submodule.") for k in keys), default=0)
+        if depth(expected) != depth(state_dict):
+            hint = (f"the checkpoint's U-Net is for {2 ** (depth(state_dict) + 1)}px images, "
+                    f"this model for {2 ** (depth(expected) + 1)}px: check --image_size")
+        elif any("running_mean" in k for k in unexpected):
+            hint = "the checkpoint uses BatchNorm: use --norm batch"
+        elif any("running_mean" in k for k in missing):
+            hint = "the checkpoint has no BatchNorm statistics: use --norm instance or none"
+        else:
+            hint = "the architectures differ"
+        raise CheckpointError(f"{net_label} checkpoint {source} does not match the model ({hint}); "
+                              f"missing keys: {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                              f"unexpected keys: {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
+    for key, tensor in expected.items():
+        if tuple(state_dict[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{net_label} checkpoint {source}: {key} has shape {list(state_dict[key].shape)}, "
+                f"this model expects {list(tensor.shape)}; check {_shape_hint(net_name, key)}")
+
+
+def load_weights(net: nn.Module, path: str | Path, net_name: str) -> None:
+    state_dict = _load(Path(path))
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"checkpoint {path} is not a state dict")
+    check_state_dict(net, state_dict, net_name, path)
+    net.load_state_dict(state_dict)  # strict: every key checked above
+
+
+def read_training_state(ckpt_dir: str | Path, step: int) -> dict | None:
+    path = checkpoint_files(ckpt_dir, step)["state"]
+    return _load(path) if path.exists() else None
+
+
+def infer_model_config(g_state: dict, d_state: dict | None = None, **given) -> ModelConfig:
+    """Rebuild the architecture of a config-less (zi2zi-pytorch) checkpoint from its keys.
+
+    `given` holds values the user passed on the command line (None = not given); one
+    that contradicts the keys is an error naming the flag.
+    """
+    def weight(sd, prefix):
+        return sd.get(prefix + "weight", sd.get(prefix + "weight_orig"))
+
+    first = weight(g_state, "model.down.0.")
+    if first is None or "embedder.weight" not in g_state:
+        raise CheckpointError("generator checkpoint has no model.down.0.weight / embedder.weight: "
+                              "it is not a zi2zi UNetGenerator state dict")
+    depth = max(k.count("submodule.") for k in g_state) + 1
+    has_bn = any(k.endswith("running_mean") for k in g_state)
+    inferred = {
+        "input_nc": first.shape[1], "ngf": first.shape[0],
+        "embedding_num": g_state["embedder.weight"].shape[0],
+        "embedding_dim": g_state["embedder.weight"].shape[1],
+        "image_size": 2 ** depth, "sn_generator": uses_spectral_norm(g_state),
+    }
+    if has_bn:
+        inferred["norm"] = "batch"
+    if d_state is not None:
+        inferred["ndf"] = weight(d_state, "model.0.").shape[0]
+        inferred["sn_discriminator"] = uses_spectral_norm(d_state)
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name in inferred and inferred[name] != value:
+            raise CheckpointError(f"--{name} {value} contradicts the checkpoint, which has {name}={inferred[name]}; "
+                                  f"drop the flag")
+        inferred.setdefault(name, value)
+    if "norm" not in inferred:
+        raise CheckpointError("the checkpoint has no BatchNorm statistics, so its norm is instance or "
+                              "none: pass --norm instance or --norm none")
+    return ModelConfig(**inferred)
+
+
+def model_config_of(ckpt_dir: str | Path, step: int, **given) -> ModelConfig:
+    """The architecture of a checkpoint: from its state file, else inferred from its keys."""
+    state = read_training_state(ckpt_dir, step)
+    if state is not None:
+        config = ModelConfig.from_dict(state["model_config"])
+        for name, value in given.items():
+            if value is not None and getattr(config, name) != value:
+                raise CheckpointError(f"--{name} {value} contradicts the checkpoint's config "
+                                      f"({name}={getattr(config, name)}); the architecture comes from "
+                                      f"the checkpoint, so drop the flag")
+        return config
+    files = checkpoint_files(ckpt_dir, step)
+    d_state = _load(files["D"]) if files["D"].exists() else None
+    return infer_model_config(_load(files["G"]), d_state, **given)
+
+
+def load_generator(ckpt_dir: str | Path, step: str | int = "latest",
+                   device: str | torch.device = "cpu", **given) -> tuple[nn.Module, ModelConfig, int]:
+    """Generator in eval mode, its config and step, ready for inference."""
+    step = resolve_step(ckpt_dir, step)
+    config = model_config_of(ckpt_dir, step, **given)
+    net = build_generator(config)
+    load_weights(net, checkpoint_files(ckpt_dir, step)["G"], "G")
+    return net.to(device).eval(), config, step
+
+
+def load_checkpoint(model: Zi2ZiModel, ckpt_dir: str | Path, step: int, restore_rng: bool = True) -> dict:
+    """Restore weights, optimisers, step, epoch and RNG into `model`; returns the state."""
+    files = checkpoint_files(ckpt_dir, step)
+    state = read_training_state(ckpt_dir, step)
+    if state is None:
+        raise CheckpointError(f"{files['state']} is missing: step {step} cannot be resumed "
+                              f"(only its weights were saved)")
+    saved = ModelConfig.from_dict(state["model_config"])
+    if saved != model.config:
+        diffs = [f"{f}: checkpoint {getattr(saved, f)!r}, this run {getattr(model.config, f)!r}"
+                 for f in saved.to_dict() if getattr(saved, f) != getattr(model.config, f)]
+        raise CheckpointError(f"checkpoint step {step} in {ckpt_dir} has a different architecture "
+                              f"({'; '.join(diffs)})")
+    load_weights(model.netG, files["G"], "G")
+    load_weights(model.netD, files["D"], "D")
+    model.load_training_state(state, restore_rng=restore_rng)
+    return state
+
+
+def saved_train_config(state: dict) -> TrainConfig:
+    return TrainConfig.from_dict(state["train_config"])
+
+
+def prune_checkpoints(ckpt_dir: str | Path, keep_last: int) -> list[int]:
+    """Delete all but the newest `keep_last` checkpoints; returns the deleted steps."""
+    steps = available_steps(ckpt_dir)
+    doomed = steps[:-keep_last] if keep_last > 0 else []
+    for step in doomed:
+        for path in checkpoint_files(ckpt_dir, step).values():
+            path.unlink(missing_ok=True)
+    return doomed
+
+
+def export_plain_generator(net: nn.Module, path: str | Path) -> dict:
+    """Save `net` with spectral norm folded into plain weights, for zi2zi-pytorch.
+
+    The copy is put in eval mode first, so folding does no further power iteration
+    and the exported network gives the same outputs as `net` in eval mode.
+    """
+    plain = fold_spectral_norm(copy.deepcopy(net).eval())
+    state_dict = plain.state_dict()
+    atomic_save(state_dict, path)
+    return state_dict

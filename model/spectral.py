@@ -1,0 +1,81 @@
+"""Spectral normalization applied to a built network, and the tools around it.
+
+We use the classic `torch.nn.utils.spectral_norm` so a wrapped layer stores
+`weight_orig` plus `weight_u`/`weight_v` buffers: the state dict then says by its
+keys whether a network was trained with SN, and SN can be folded away for export.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import remove_spectral_norm, spectral_norm
+from torch.nn.utils.spectral_norm import SpectralNorm
+
+# Layers whose weight SN wraps. Embeddings and norm layers are left alone.
+SN_LAYER_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+
+def apply_spectral_norm(net: nn.Module) -> nn.Module:
+    """Wrap every Conv2d, ConvTranspose2d and Linear of `net` in spectral norm, in place.
+
+    Call it after weight init: the legacy API copies the current `weight` into
+    `weight_orig`, so the init lands in the tensor that trains. `spectral_norm`
+    already picks dim=1 for transposed convolutions.
+    """
+    for module in net.modules():
+        if isinstance(module, SN_LAYER_TYPES) and not has_spectral_norm(module):
+            spectral_norm(module)
+    return net
+
+
+def has_spectral_norm(module: nn.Module) -> bool:
+    return any(isinstance(hook, SpectralNorm) for hook in module._forward_pre_hooks.values())
+
+
+def spectral_norm_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in net.named_modules() if has_spectral_norm(m)]
+
+
+def uses_spectral_norm(state_dict: dict) -> bool:
+    """Whether a state dict came from a network trained with spectral norm."""
+    return any(key.endswith("weight_orig") for key in state_dict)
+
+
+def _sn_hook(module: nn.Module) -> SpectralNorm:
+    return next(h for h in module._forward_pre_hooks.values() if isinstance(h, SpectralNorm))
+
+
+def weight_matrix(module: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+    """The 2-D matrix whose largest singular value SN bounds (rows along SN's dim)."""
+    dim = _sn_hook(module).dim if has_spectral_norm(module) else (
+        1 if isinstance(module, nn.ConvTranspose2d) else 0)
+    if dim != 0:
+        weight = weight.transpose(0, dim)
+    return weight.reshape(weight.shape[0], -1)
+
+
+@torch.no_grad()
+def largest_singular_value(net: nn.Module) -> float:
+    """Largest sigma(weight_orig) estimate u^T W v over the SN layers of `net`.
+
+    This is the power-iteration estimate SN divides by; it is cheap (no SVD) and is
+    what the training log reports to show how far the raw weights have grown.
+    Returns 0.0 for a network without SN.
+    """
+    best = 0.0
+    for _, module in spectral_norm_layers(net):
+        w = weight_matrix(module, module.weight_orig.float())
+        sigma = torch.dot(module.weight_u.float(), torch.mv(w, module.weight_v.float()))
+        best = max(best, float(sigma))
+    return best
+
+
+def fold_spectral_norm(net: nn.Module) -> nn.Module:
+    """Replace SN wrappers by plain weights W / sigma, in place (for export).
+
+    `remove_spectral_norm` computes the weight without a further power iteration,
+    so in eval mode the network's outputs are unchanged.
+    """
+    for _, module in spectral_norm_layers(net):
+        remove_spectral_norm(module)
+    return net

@@ -1,0 +1,238 @@
+"""One zi2zi training iteration, device-agnostic, as zi2zi-pytorch runs it.
+
+    model = Zi2ZiModel(ModelConfig(sn_discriminator=True), TrainConfig(), device="cuda")
+    stats = model.optimize_parameters(labels, real_A, real_B)   # dict of floats
+
+Per iteration: forward, D step, G step, then (g_steps - 1) more forward + G steps.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from utils.errors import UserError
+
+from .config import ModelConfig, TrainConfig
+from .losses import BinaryLoss, CategoryLoss
+from .networks import build_discriminator, build_generator
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; training stops rather than train on garbage."""
+
+
+def set_requires_grad(net: nn.Module, requires_grad: bool) -> None:
+    for p in net.parameters():
+        p.requires_grad_(requires_grad)
+
+
+def _grad_norm(net: nn.Module) -> torch.Tensor:
+    norms = [p.grad.detach().norm() for p in net.parameters() if p.grad is not None]
+    return torch.stack(norms).norm() if norms else torch.zeros(())
+
+
+class Zi2ZiModel:
+    """Generator, discriminator, their optimisers and zi2zi's losses on one device."""
+
+    def __init__(self, config: ModelConfig, train_config: TrainConfig | None = None,
+                 device: str | torch.device = "cpu", is_training: bool = True):
+        # Config: architecture (saved with every checkpoint); train_config: losses and optimiser.
+        self.config = config
+        self.train_config = train_config or TrainConfig()
+        self.device = torch.device(device)
+        tc = self.train_config
+        self.netG = build_generator(config).to(self.device)
+        self.netD = build_discriminator(config).to(self.device)
+        self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
+        self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=tc.discriminator_lr,
+                                            betas=(tc.beta1, tc.beta2))
+        # Frozen parameters keep requires_grad=False, get no gradient, and Adam skips them;
+        # they stay in the optimiser so its state has the same shape either way.
+        if tc.freeze_encoder:
+            for p in self.netG.encoder_parameters():
+                p.requires_grad_(False)
+        self.category_loss = CategoryLoss(config.embedding_num)
+        self.real_binary_loss = BinaryLoss(True)
+        self.fake_binary_loss = BinaryLoss(False)
+        self.step = 0
+        self.epoch = 0
+        self.train(is_training)
+
+    # ----------------------------------------------------------------- inputs
+    def train(self, mode: bool = True) -> None:
+        self.netG.train(mode)
+        self.netD.train(mode)
+
+    def eval(self) -> None:
+        self.train(False)
+
+    def check_labels(self, labels: torch.Tensor) -> None:
+        if not labels.numel():
+            return
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= self.config.embedding_num:
+            bad = low if low < 0 else high
+            raise UserError(f"style label {bad} is outside 0..{self.config.embedding_num - 1}: the model has "
+                            f"embedding_num={self.config.embedding_num}; raise --embedding_num "
+                            f"or relabel the data")
+
+    def set_input(self, labels: torch.Tensor, real_A: torch.Tensor, real_B: torch.Tensor) -> None:
+        """real_A: source glyphs, real_B: target glyphs, labels: style ids (any device)."""
+        self.check_labels(labels)
+        self.labels = labels.to(self.device, non_blocking=True).long()
+        self.real_A = real_A.to(self.device, non_blocking=True)
+        self.real_B = real_B.to(self.device, non_blocking=True)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self) -> None:
+        batch = self.real_A.shape[0]
+        self.fake_B, self.encoded_real_A = self.netG(self.real_A, self.labels)
+        self.encoded_fake_B = self.netG(self.fake_B).view(batch, -1)
+        if self.train_config.flip_labels:
+            # zi2zi's label flipping: the same sources rendered in shuffled styles. There
+            # is no target image for them, so they get no L1 loss.
+            perm = torch.randperm(batch, device=self.device)
+            self.flipped_labels = self.labels[perm]
+            self.fake_flipped, _ = self.netG(self.real_A, self.flipped_labels)
+            self.encoded_fake_flipped = self.netG(self.fake_flipped).view(batch, -1)
+
+    def backward_D(self) -> dict:
+        tc = self.train_config
+        real_logits, real_category = self.netD(torch.cat([self.real_A, self.real_B], 1))
+        fake_logits, fake_category = self.netD(torch.cat([self.real_A, self.fake_B.detach()], 1))
+        category_loss = tc.Lcategory_penalty * (self.category_loss(real_category, self.labels)
+                                                + self.category_loss(fake_category, self.labels))
+        d_loss = self.real_binary_loss(real_logits) + self.fake_binary_loss(fake_logits) + category_loss / 2
+        if tc.flip_labels:
+            flip_logits, flip_category = self.netD(torch.cat([self.real_A, self.fake_flipped.detach()], 1))
+            d_loss = (d_loss + self.fake_binary_loss(flip_logits)
+                      + tc.Lcategory_penalty * self.category_loss(flip_category, self.flipped_labels) / 2)
+        d_loss.backward()
+        return {"d_loss": d_loss.detach(), "category_loss": category_loss.detach(),
+                "d_real_prob": torch.sigmoid(real_logits.detach()).mean(),
+                "d_fake_prob": torch.sigmoid(fake_logits.detach()).mean()}
+
+    def backward_G(self) -> dict:
+        tc = self.train_config
+        fake_logits, fake_category = self.netD(torch.cat([self.real_A, self.fake_B], 1))
+        const_loss = tc.Lconst_penalty * F.mse_loss(self.encoded_real_A, self.encoded_fake_B)
+        l1_loss = tc.L1_penalty * F.l1_loss(self.fake_B, self.real_B)
+        fake_category_loss = tc.Lcategory_penalty * self.category_loss(fake_category, self.labels)
+        cheat_loss = self.real_binary_loss(fake_logits)
+        g_loss = cheat_loss + l1_loss + fake_category_loss + const_loss
+        if tc.flip_labels:
+            flip_logits, flip_category = self.netD(torch.cat([self.real_A, self.fake_flipped], 1))
+            g_loss = (g_loss + self.real_binary_loss(flip_logits)
+                      + tc.Lcategory_penalty * self.category_loss(flip_category, self.flipped_labels)
+                      + tc.Lconst_penalty * F.mse_loss(self.encoded_real_A, self.encoded_fake_flipped))
+        g_loss.backward()
+        return {"g_loss": g_loss.detach(), "l1_loss": l1_loss.detach(),
+                "const_loss": const_loss.detach(), "cheat_loss": cheat_loss.detach()}
+
+    def optimize_parameters(self, labels=None, real_A=None, real_B=None) -> dict:
+        """One iteration; returns every loss, D's mean sigmoid on real/fake, grad norms."""
+        if labels is not None:
+            self.set_input(labels, real_A, real_B)
+        self.forward()
+        set_requires_grad(self.netD, True)
+        self.optimizer_D.zero_grad(set_to_none=True)
+        stats = self.backward_D()
+        stats["d_grad_norm"] = _grad_norm(self.netD)
+        self.optimizer_D.step()
+        set_requires_grad(self.netD, False)  # D needs no gradients while G learns
+        for g_step in range(self.train_config.g_steps):
+            if g_step:
+                self.forward()
+            self.optimizer_G.zero_grad(set_to_none=True)
+            stats.update(self.backward_G())
+            stats["g_grad_norm"] = _grad_norm(self.netG)
+            self.optimizer_G.step()
+        set_requires_grad(self.netD, True)
+        self.step += 1
+        # One device sync per iteration: every statistic comes back together.
+        names = list(stats)
+        values = torch.stack([stats[n].float().reshape(()) for n in names]).tolist()
+        result = dict(zip(names, values))
+        bad = [n for n in ("d_loss", "g_loss") if not math.isfinite(result[n])]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite {' and '.join(bad)} at step {self.step} "
+                f"({', '.join(f'{n}={result[n]}' for n in names)}); training stopped, the last "
+                f"saved checkpoint is intact. Try a lower --lr / --lr_D or --amp off.")
+        return result
+
+    @torch.no_grad()
+    def generate(self, real_A: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Generator output in eval mode (no dropout, running BN statistics)."""
+        self.check_labels(labels)
+        was_training = self.netG.training
+        self.netG.eval()
+        fake, _ = self.netG(real_A.to(self.device), labels.to(self.device).long())
+        self.netG.train(was_training)
+        return fake
+
+    # ------------------------------------------------------------ schedule
+    @property
+    def learning_rates(self) -> dict:
+        return {"lr_G": self.optimizer_G.param_groups[0]["lr"],
+                "lr_D": self.optimizer_D.param_groups[0]["lr"]}
+
+    def update_lr(self) -> dict:
+        """Halve both learning rates, never below min_lr (nor raise one already below it)."""
+        floor = self.train_config.min_lr
+        for optimizer in (self.optimizer_G, self.optimizer_D):
+            for group in optimizer.param_groups:
+                group["lr"] = max(group["lr"] / 2.0, min(floor, group["lr"]))
+        return self.learning_rates
+
+    # ------------------------------------------------------------- state
+    def training_state(self) -> dict:
+        """Everything besides the weights that a resumed run needs."""
+        return {
+            "model_config": self.config.to_dict(),
+            "train_config": self.train_config.to_dict(),
+            "optimizer_G": self.optimizer_G.state_dict(),
+            "optimizer_D": self.optimizer_D.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            **self.learning_rates,
+            "rng": capture_rng_state(),
+        }
+
+    def load_training_state(self, state: dict, restore_rng: bool = True) -> None:
+        self.optimizer_G.load_state_dict(state["optimizer_G"])
+        self.optimizer_D.load_state_dict(state["optimizer_D"])
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        if restore_rng:
+            restore_rng_state(state["rng"])
+
+
+def capture_rng_state() -> dict:
+    """Python, NumPy, torch CPU and CUDA RNG states, in weights_only-loadable types."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
