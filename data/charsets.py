@@ -1,0 +1,89 @@
+"""Character sets, derived from Python's codecs instead of large data files.
+
+    CN    GB2312 hanzi (6,763; the first 3,755 are level 1, the most used)
+    CN_T  Big5 level-1 hanzi (5,401)
+    JP    JIS X 0208 kanji (6,355)
+    KR    KS X 1001 hangul syllables (2,350)
+
+Anything else given as a charset is read as a text file: every character of every
+line, de-duplicated in order of first appearance, whitespace ignored.
+"""
+from __future__ import annotations
+
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+
+from utils.errors import UserError
+
+BUILTIN = ("CN", "CN_T", "JP", "KR")
+
+
+def _decode_rows(codec: str, leads: range, trails: list[int]) -> list[str]:
+    chars = []
+    for lead in leads:
+        for trail in trails:
+            try:
+                ch = bytes([lead, trail]).decode(codec)
+            except UnicodeDecodeError:
+                continue
+            if len(ch) == 1 and unicodedata.category(ch) == "Lo":
+                chars.append(ch)
+    return chars
+
+
+def _dedupe(chars) -> list[str]:
+    return list(dict.fromkeys(chars))
+
+
+@lru_cache(maxsize=None)
+def builtin_charset(name: str) -> tuple[str, ...]:
+    euc_trails = list(range(0xA1, 0xFF))
+    if name == "CN":  # GB2312 rows 16-87 hold the hanzi
+        return tuple(_dedupe(_decode_rows("gb2312", range(0xB0, 0xF8), euc_trails)))
+    if name == "CN_T":  # Big5 level 1 runs from A440 to C67E
+        trails = list(range(0x40, 0x7F)) + list(range(0xA1, 0xFF))
+        chars = []
+        for lead in range(0xA4, 0xC7):
+            for trail in trails:
+                if (lead << 8 | trail) > 0xC67E:
+                    break
+                try:
+                    ch = bytes([lead, trail]).decode("big5")
+                except UnicodeDecodeError:
+                    continue
+                if unicodedata.category(ch) == "Lo":
+                    chars.append(ch)
+        return tuple(_dedupe(chars))
+    if name == "JP":  # JIS X 0208 rows 16-84 hold the kanji
+        return tuple(_dedupe(_decode_rows("euc_jp", range(0xB0, 0xF5), euc_trails)))
+    if name == "KR":  # KS X 1001 rows 16-40 hold the hangul syllables
+        return tuple(c for c in _dedupe(_decode_rows("euc_kr", range(0xB0, 0xC9), euc_trails))
+                     if "\uac00" <= c <= "\ud7a3")
+    raise KeyError(name)
+
+
+def gb2312_level1() -> tuple[str, ...]:
+    """The 3,755 most used simplified hanzi (GB2312 level 1, rows 16-55)."""
+    return builtin_charset("CN")[:3755]
+
+
+def read_charset_file(path: str | Path) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--charset {path}: no such file, and not one of {', '.join(BUILTIN)}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"--charset {path}: not UTF-8 text") from None
+    chars = _dedupe(ch for ch in text if not ch.isspace())
+    if not chars:
+        raise UserError(f"--charset {path}: the file has no characters")
+    return chars
+
+
+def load_charset(spec: str) -> list[str]:
+    """A built-in name (CN, CN_T, JP, KR) or a text file path."""
+    if spec in BUILTIN:
+        return list(builtin_charset(spec))
+    return read_charset_file(spec)

@@ -1,0 +1,104 @@
+"""zi2zi's dataset: `(label, target, source)` tensors in [-1, 1] from an `.obj` file.
+
+    dataset = DatasetFromObj("experiment/data/train.obj", input_nc=1, augment=True)
+    label, target, source = dataset[0]   # feed source as real_A, target as real_B
+
+Augmentation is zi2zi's: one random enlarge-and-crop shared by both halves (up to
+5%, or 20% with `bold`), an occasional 180 degree turn (`rotate`) and an occasional
+Gaussian blur (`blur`), each applied identically to target and source.
+"""
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+from torch.utils.data import Dataset
+
+from .obj import ObjFormatError, read_obj
+
+# zi2zi's augmentation constants, shared with the batched GPU path.
+SCALE_MAX = 1.05
+BOLD_SCALE_MAX = 1.2
+ROTATE_PROB = 0.1          # then an angle from ROTATE_ANGLES: half of those keep 0
+ROTATE_ANGLES = (0, 180)
+BLUR_PROB = 0.2
+BLUR_SIGMAS = (1.0, 1.5, 2.0)
+
+
+def to_tensor(img: Image.Image, input_nc: int) -> torch.Tensor:
+    """uint8 grayscale PIL image -> (input_nc, H, W) float tensor in [-1, 1]."""
+    array = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
+    tensor = array.float().div_(127.5).sub_(1.0).unsqueeze(0)
+    return tensor.expand(input_nc, -1, -1).contiguous() if input_nc > 1 else tensor
+
+
+def split_pair(img: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """A paired image -> (target, source): target is the left half."""
+    w, h = img.size
+    half = w // 2
+    return img.crop((0, 0, half, h)), img.crop((half, 0, w, h))
+
+
+def augment_pair(target: Image.Image, source: Image.Image, bold: bool = False, rotate: bool = False,
+                 blur: bool = False, rng: random.Random = random) -> tuple[Image.Image, Image.Image]:
+    """zi2zi's augmentation on PIL images, the same draw applied to both halves."""
+    w, h = target.size
+    multiplier = rng.uniform(1.0, BOLD_SCALE_MAX if bold else SCALE_MAX)
+    nw, nh = int(multiplier * w) + 1, int(multiplier * h) + 1
+    shift_x = rng.randint(0, max(nw - w - 1, 0))
+    shift_y = rng.randint(0, max(nh - h - 1, 0))
+    box = (shift_x, shift_y, shift_x + w, shift_y + h)
+    target = target.resize((nw, nh), Image.Resampling.LANCZOS).crop(box)
+    source = source.resize((nw, nh), Image.Resampling.LANCZOS).crop(box)
+    if rotate and rng.random() < ROTATE_PROB:
+        angle = rng.choice(ROTATE_ANGLES)
+        target = target.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=255)
+        source = source.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=255)
+    if blur and rng.random() < BLUR_PROB:
+        sigma = rng.choice(BLUR_SIGMAS)
+        target = target.filter(ImageFilter.GaussianBlur(radius=sigma))
+        source = source.filter(ImageFilter.GaussianBlur(radius=sigma))
+    return target, source
+
+
+class DatasetFromObj(Dataset):
+    """Records of one `.obj` file, decoded and augmented per item (zi2zi's data path)."""
+
+    def __init__(self, obj_path, input_nc: int = 1, augment: bool = False, bold: bool = False,
+                 rotate: bool = False, blur: bool = False, start_from: int = 0):
+        if input_nc not in (1, 3):
+            raise ValueError(f"input_nc must be 1 or 3; got {input_nc}")
+        self.obj_path = obj_path
+        self.records = read_obj(obj_path)[start_from:]
+        self.input_nc = input_nc
+        self.augment, self.bold, self.rotate, self.blur = augment, bold, rotate, blur
+        self.start_from = start_from
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def labels(self) -> list[int]:
+        return [r.label for r in self.records]
+
+    @property
+    def image_size(self) -> int:
+        return self.records[0].height
+
+    def decode(self, index: int) -> Image.Image:
+        try:
+            with Image.open(io.BytesIO(self.records[index].image_bytes)) as img:
+                return img.convert("L")
+        except OSError as err:
+            raise ObjFormatError(f"{self.obj_path}: record {index + self.start_from} does not "
+                                 f"decode ({err})") from None
+
+    def __getitem__(self, index: int):
+        target, source = split_pair(self.decode(index))
+        if self.augment:
+            target, source = augment_pair(target, source, self.bold, self.rotate, self.blur)
+        return (self.records[index].label, to_tensor(target, self.input_nc),
+                to_tensor(source, self.input_nc))

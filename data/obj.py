@@ -1,0 +1,109 @@
+"""zi2zi's `.obj` files: concatenated `pickle.dump((label, image_bytes))` records.
+
+Reading validates every record and names the file and record index of a bad one;
+nothing is skipped silently. Unpickling is restricted to plain data, so an `.obj`
+file cannot run code.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from PIL import Image
+
+from utils.errors import UserError
+
+
+class ObjFormatError(UserError):
+    """A corrupt or foreign record in an `.obj` file."""
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: .obj records hold only "
+                                     f"(int, bytes) tuples")
+
+
+@dataclass(frozen=True)
+class Record:
+    label: int
+    image_bytes: bytes
+    width: int
+    height: int
+
+
+def check_record(obj, path, index: int) -> Record:
+    """Validate one unpickled record: an (int, bytes) pair whose image is twice as wide as high."""
+    where = f"{path}: record {index}"
+    if not (isinstance(obj, tuple) and len(obj) == 2):
+        raise ObjFormatError(f"{where} is a {type(obj).__name__}, not a (label, image_bytes) pair")
+    label, data = obj
+    if isinstance(label, bool) or not isinstance(label, int):
+        raise ObjFormatError(f"{where}: label {label!r} is not an integer")
+    if label < 0:
+        raise ObjFormatError(f"{where}: label {label} is negative")
+    if not isinstance(data, (bytes, bytearray)):
+        raise ObjFormatError(f"{where}: image is a {type(data).__name__}, not encoded image bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            width, height = img.size
+    except OSError:
+        raise ObjFormatError(f"{where}: the image bytes do not decode as an image") from None
+    if width != 2 * height:
+        raise ObjFormatError(f"{where}: image is {width}x{height}; a zi2zi pair is twice as wide "
+                             f"as high (target left, source right)")
+    return Record(label, bytes(data), width, height)
+
+
+def iter_obj(path: str | Path) -> Iterator[Record]:
+    """Records of an `.obj` file, validated, in order."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such .obj file")
+    with open(path, "rb") as f:
+        index = 0
+        while True:
+            if not f.peek(1):  # clean end of file between records
+                break
+            try:
+                obj = _PlainDataUnpickler(f).load()
+            except EOFError:
+                raise ObjFormatError(f"{path}: record {index} is truncated (file ends mid-record)") from None
+            except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError,
+                    UnicodeDecodeError) as err:
+                if "truncated" in str(err):
+                    raise ObjFormatError(f"{path}: record {index} is truncated (file ends "
+                                         f"mid-record)") from None
+                raise ObjFormatError(f"{path}: record {index} is not a valid pickle record ({err})") from None
+            yield check_record(obj, path, index)
+            index += 1
+
+
+def read_obj(path: str | Path) -> list[Record]:
+    records = list(iter_obj(path))
+    if not records:
+        raise ObjFormatError(f"{path}: the file holds no records")
+    return records
+
+
+def write_obj(path: str | Path, records: Iterable[tuple[int, bytes]]) -> int:
+    """Write records atomically (temporary file, then rename); returns how many."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with open(tmp, "wb") as f:
+        for label, data in records:
+            pickle.dump((int(label), bytes(data)), f)
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+def encode_image(img: Image.Image, fmt: str = "JPEG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, quality=95) if fmt == "JPEG" else img.save(buf, format=fmt)
+    return buf.getvalue()

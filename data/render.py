@@ -1,0 +1,132 @@
+"""The one glyph renderer, used by font2img.py for training pairs and by infer.py for text.
+
+A glyph is normalised as zi2zi-pytorch's font2img does it: drawn white on a black
+canvas twice the character size, cropped to its ink bounding box plus a 5 px margin,
+inverted to black on white, padded with white to a square and resized to the output
+size. Offsets then shift the result, so they take effect after the centring.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageChops, ImageDraw, ImageFont
+
+from utils.errors import UserError
+
+MARGIN = 5
+SCAN_INK_THRESHOLD = 32  # scanned paper is never pure white: ignore faint grey when finding the ink
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    char_size: int = 256      # font size the glyph is drawn at
+    canvas_size: int = 256    # side of the output glyph image
+    x_offset: int = 0         # shift of the finished glyph, pixels right
+    y_offset: int = 0         # shift of the finished glyph, pixels down
+
+    def __post_init__(self):
+        if self.char_size < 8 or self.canvas_size < 8:
+            raise UserError(f"--char_size and --canvas_size must be >= 8; got "
+                            f"{self.char_size} and {self.canvas_size}")
+
+
+class Font:
+    """A font file (a face of a .ttc collection by `index`) with its character map."""
+
+    def __init__(self, path: str | Path, char_size: int = 256, index: int = 0, flag: str = "--font"):
+        from fontTools.ttLib import TTCollection, TTFont, TTLibError
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"{flag} {self.path}: no such font file")
+        try:
+            if self.path.suffix.lower() in (".ttc", ".otc"):
+                faces = len(TTCollection(str(self.path), lazy=True).fonts)
+                if not 0 <= index < faces:
+                    raise UserError(f"{flag} {self.path}: face index {index} out of range; the "
+                                    f"collection has faces 0..{faces - 1} (see --list_faces)")
+            tt = TTFont(str(self.path), fontNumber=index, lazy=True)
+            cmap = tt.getBestCmap()
+            self.name = tt["name"].getDebugName(4) or self.path.stem
+            tt.close()
+            self.pil = ImageFont.truetype(str(self.path), char_size, index=index)
+        except (TTLibError, OSError) as err:
+            raise UserError(f"{flag} {self.path}: cannot read the font ({err})") from None
+        if not cmap:
+            raise UserError(f"{flag} {self.path}: the font has no Unicode character map")
+        self.codepoints = frozenset(cmap)
+        self.index = index
+
+    def has_char(self, ch: str) -> bool:
+        return ord(ch) in self.codepoints
+
+
+def list_faces(path: str | Path) -> list[str]:
+    """Names of the faces in a font file (several for a .ttc collection)."""
+    from fontTools.ttLib import TTCollection, TTFont
+    path = Path(path)
+    if path.suffix.lower() in (".ttc", ".otc"):
+        fonts = TTCollection(str(path), lazy=True).fonts
+    else:
+        fonts = [TTFont(str(path), lazy=True)]
+    return [f["name"].getDebugName(4) or "?" for f in fonts]
+
+
+def fit_glyph(ink: Image.Image, settings: RenderSettings, threshold: int = 1) -> Image.Image | None:
+    """White-on-black ink image -> normalised black-on-white glyph, or None if no ink.
+
+    The bounding box covers pixels of at least `threshold`; 1 (any ink) for fonts.
+    """
+    mask = ink.point(lambda v: 255 if v >= threshold else 0)
+    bbox = mask.getbbox()
+    if bbox is None:
+        return None
+    left, top, right, bottom = bbox
+    left, top = max(0, left - MARGIN), max(0, top - MARGIN)
+    right, bottom = min(ink.width, right + MARGIN), min(ink.height, bottom + MARGIN)
+    glyph = ImageChops.invert(ink.crop((left, top, right, bottom)))
+    side = max(glyph.width, glyph.height)
+    square = Image.new("L", (side, side), 255)
+    square.paste(glyph, ((side - glyph.width) // 2, (side - glyph.height) // 2))
+    out = square.resize((settings.canvas_size, settings.canvas_size), Image.Resampling.LANCZOS)
+    if settings.x_offset or settings.y_offset:
+        shifted = Image.new("L", out.size, 255)
+        shifted.paste(out, (settings.x_offset, settings.y_offset))
+        out = shifted
+    return out
+
+
+def render_char(font: Font, ch: str, settings: RenderSettings) -> Image.Image | None:
+    """The normalised glyph of `ch` in `font`, or None when the font lacks it or it has no ink."""
+    if not font.has_char(ch):
+        return None
+    size = settings.char_size * 2
+    canvas = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(canvas).text((size // 2, size // 2), ch, fill=255, font=font.pil, anchor="mm")
+    return fit_glyph(canvas, settings)
+
+
+def load_glyph_image(path: str | Path, settings: RenderSettings) -> Image.Image | None:
+    """A glyph image file (dark ink on light paper) normalised like a rendered glyph."""
+    try:
+        with Image.open(path) as img:
+            gray = img.convert("L")
+    except OSError as err:
+        raise UserError(f"cannot read glyph image {path}: {err}") from None
+    return fit_glyph(ImageChops.invert(gray), settings, threshold=SCAN_INK_THRESHOLD)
+
+
+def paired_image(target: Image.Image, source: Image.Image) -> Image.Image:
+    """zi2zi's training pair: target glyph on the left, source glyph on the right."""
+    size = target.width
+    pair = Image.new("L", (2 * size, size), 255)
+    pair.paste(target, (0, 0))
+    pair.paste(source, (size, 0))
+    return pair
+
+
+def image_hash(img: Image.Image) -> str:
+    """Stable across processes (unlike hash()), so --filter gives the same result every run."""
+    return hashlib.sha1(img.tobytes()).hexdigest()

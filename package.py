@@ -1,0 +1,46 @@
+"""Pack paired images into train.obj and val.obj.
+
+    python package.py --dir experiment/pairs --save_dir experiment/data --split_ratio 0.1 --split_by char
+
+--split_by char puts all styles of a character on one side, so val.obj holds
+characters the model never saw in training (seen fonts, unseen characters).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from data.packaging import package
+from utils.cli import run
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dir", nargs="+", required=True, help="folder(s) of {label}_{count}.jpg pairs")
+    p.add_argument("--save_dir", required=True, help="where train.obj and val.obj are written")
+    p.add_argument("--split_ratio", type=float, default=0.1, help="share of pairs (or characters) for val.obj")
+    p.add_argument("--split_by", choices=["pair", "char"], default="pair",
+                   help="split single pairs, or whole characters across every style")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    summary = package(args.dir, args.save_dir, args.split_ratio, args.seed, args.split_by)
+    for split in ("train", "val"):
+        counts = summary.get(split)
+        if counts is None:
+            stale = Path(args.save_dir) / "val.obj"
+            note = f" (the old {stale} was left as it was)" if stale.exists() else ""
+            print(f"val.obj: not written, --split_ratio is 0{note}")
+            continue
+        per_label = ", ".join(f"label {k}: {v}" for k, v in counts.items())
+        print(f"{split}.obj: {sum(counts.values())} pairs ({per_label})")
+    if "val_chars" in summary:
+        print(f"val characters ({len(summary['val_chars'])}) never appear in train.obj")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
