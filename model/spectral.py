@@ -15,6 +15,18 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 SN_LAYER_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
+class FP32SpectralNorm(SpectralNorm):
+    """SpectralNorm whose power iteration and division run in float32 under autocast.
+
+    Under bf16/fp16 autocast, `torch.mv` would run in half precision and the sigma
+    estimate would drift; the weight it returns is cast down by the layer as usual.
+    """
+
+    def compute_weight(self, module: nn.Module, do_power_iteration: bool) -> torch.Tensor:
+        with torch.autocast(device_type=module.weight_orig.device.type, enabled=False):
+            return super().compute_weight(module, do_power_iteration)
+
+
 def apply_spectral_norm(net: nn.Module) -> nn.Module:
     """Wrap every Conv2d, ConvTranspose2d and Linear of `net` in spectral norm, in place.
 
@@ -25,6 +37,7 @@ def apply_spectral_norm(net: nn.Module) -> nn.Module:
     for module in net.modules():
         if isinstance(module, SN_LAYER_TYPES) and not has_spectral_norm(module):
             spectral_norm(module)
+            _sn_hook(module).__class__ = FP32SpectralNorm
     return net
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from .losses import BinaryLoss, CategoryLoss
 from .networks import build_discriminator, build_generator
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError):
     """A loss became NaN or infinite; training stops rather than train on garbage."""
 
 
@@ -36,18 +37,37 @@ def _grad_norm(net: nn.Module) -> torch.Tensor:
     return torch.stack(norms).norm() if norms else torch.zeros(())
 
 
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 class Zi2ZiModel:
-    """Generator, discriminator, their optimisers and zi2zi's losses on one device."""
+    """Generator, discriminator, their optimisers and zi2zi's losses on one device.
+
+    `amp` ("off", "bf16", "fp16") runs the forward passes under autocast (fp16 with a
+    gradient scaler per network; the SN power iteration stays in float32);
+    `channels_last` stores activations NHWC; `compile` runs both networks through
+    torch.compile. The plain modules `netG`/`netD` are what gets saved.
+    """
 
     def __init__(self, config: ModelConfig, train_config: TrainConfig | None = None,
-                 device: str | torch.device = "cpu", is_training: bool = True):
-        # Config: architecture (saved with every checkpoint); train_config: losses and optimiser.
+                 device: str | torch.device = "cpu", is_training: bool = True, amp: str = "off",
+                 channels_last: bool = False, compile: bool = False):
+        # config: architecture (saved with every checkpoint); train_config: losses and optimiser.
         self.config = config
         self.train_config = train_config or TrainConfig()
         self.device = torch.device(device)
+        if amp not in AMP_DTYPES:
+            raise UserError(f"--amp must be one of {', '.join(AMP_DTYPES)}; got {amp!r}")
+        self.amp = amp
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         tc = self.train_config
-        self.netG = build_generator(config).to(self.device)
-        self.netD = build_discriminator(config).to(self.device)
+        self.netG = build_generator(config).to(self.device, memory_format=self.memory_format)
+        self.netD = build_discriminator(config).to(self.device, memory_format=self.memory_format)
+        # Compiled callables share parameters with netG/netD; the plain modules are saved.
+        self.G = torch.compile(self.netG) if compile else self.netG
+        self.D = torch.compile(self.netD) if compile else self.netD
+        self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
         self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=tc.discriminator_lr,
                                             betas=(tc.beta1, tc.beta2))
@@ -85,54 +105,71 @@ class Zi2ZiModel:
         """real_A: source glyphs, real_B: target glyphs, labels: style ids (any device)."""
         self.check_labels(labels)
         self.labels = labels.to(self.device, non_blocking=True).long()
-        self.real_A = real_A.to(self.device, non_blocking=True)
-        self.real_B = real_B.to(self.device, non_blocking=True)
+        self.real_A = real_A.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        self.real_B = real_B.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+
+    def autocast(self):
+        dtype = AMP_DTYPES[self.amp]
+        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
     # ---------------------------------------------------------------- forward
     def forward(self) -> None:
+        with self.autocast():
+            self._forward()
+
+    def _forward(self) -> None:
         batch = self.real_A.shape[0]
-        self.fake_B, self.encoded_real_A = self.netG(self.real_A, self.labels)
-        self.encoded_fake_B = self.netG(self.fake_B).view(batch, -1)
+        self.fake_B, self.encoded_real_A = self.G(self.real_A, self.labels)
+        self.encoded_fake_B = self.G(self.fake_B).view(batch, -1)
         if self.train_config.flip_labels:
             # zi2zi's label flipping: the same sources rendered in shuffled styles. There
             # is no target image for them, so they get no L1 loss.
             perm = torch.randperm(batch, device=self.device)
             self.flipped_labels = self.labels[perm]
-            self.fake_flipped, _ = self.netG(self.real_A, self.flipped_labels)
-            self.encoded_fake_flipped = self.netG(self.fake_flipped).view(batch, -1)
+            self.fake_flipped, _ = self.G(self.real_A, self.flipped_labels)
+            self.encoded_fake_flipped = self.G(self.fake_flipped).view(batch, -1)
 
     def backward_D(self) -> dict:
+        with self.autocast():
+            stats = self._loss_D()
+        self.scaler_D.scale(stats["d_loss"]).backward()
+        return {k: v.detach() for k, v in stats.items()}
+
+    def _loss_D(self) -> dict:
         tc = self.train_config
-        real_logits, real_category = self.netD(torch.cat([self.real_A, self.real_B], 1))
-        fake_logits, fake_category = self.netD(torch.cat([self.real_A, self.fake_B.detach()], 1))
+        real_logits, real_category = self.D(torch.cat([self.real_A, self.real_B], 1))
+        fake_logits, fake_category = self.D(torch.cat([self.real_A, self.fake_B.detach()], 1))
         category_loss = tc.Lcategory_penalty * (self.category_loss(real_category, self.labels)
                                                 + self.category_loss(fake_category, self.labels))
         d_loss = self.real_binary_loss(real_logits) + self.fake_binary_loss(fake_logits) + category_loss / 2
         if tc.flip_labels:
-            flip_logits, flip_category = self.netD(torch.cat([self.real_A, self.fake_flipped.detach()], 1))
+            flip_logits, flip_category = self.D(torch.cat([self.real_A, self.fake_flipped.detach()], 1))
             d_loss = (d_loss + self.fake_binary_loss(flip_logits)
                       + tc.Lcategory_penalty * self.category_loss(flip_category, self.flipped_labels) / 2)
-        d_loss.backward()
-        return {"d_loss": d_loss.detach(), "category_loss": category_loss.detach(),
-                "d_real_prob": torch.sigmoid(real_logits.detach()).mean(),
-                "d_fake_prob": torch.sigmoid(fake_logits.detach()).mean()}
+        return {"d_loss": d_loss, "category_loss": category_loss,
+                "d_real_prob": torch.sigmoid(real_logits.detach().float()).mean(),
+                "d_fake_prob": torch.sigmoid(fake_logits.detach().float()).mean()}
 
     def backward_G(self) -> dict:
+        with self.autocast():
+            stats = self._loss_G()
+        self.scaler_G.scale(stats["g_loss"]).backward()
+        return {k: v.detach() for k, v in stats.items()}
+
+    def _loss_G(self) -> dict:
         tc = self.train_config
-        fake_logits, fake_category = self.netD(torch.cat([self.real_A, self.fake_B], 1))
+        fake_logits, fake_category = self.D(torch.cat([self.real_A, self.fake_B], 1))
         const_loss = tc.Lconst_penalty * F.mse_loss(self.encoded_real_A, self.encoded_fake_B)
         l1_loss = tc.L1_penalty * F.l1_loss(self.fake_B, self.real_B)
         fake_category_loss = tc.Lcategory_penalty * self.category_loss(fake_category, self.labels)
         cheat_loss = self.real_binary_loss(fake_logits)
         g_loss = cheat_loss + l1_loss + fake_category_loss + const_loss
         if tc.flip_labels:
-            flip_logits, flip_category = self.netD(torch.cat([self.real_A, self.fake_flipped], 1))
+            flip_logits, flip_category = self.D(torch.cat([self.real_A, self.fake_flipped], 1))
             g_loss = (g_loss + self.real_binary_loss(flip_logits)
                       + tc.Lcategory_penalty * self.category_loss(flip_category, self.flipped_labels)
                       + tc.Lconst_penalty * F.mse_loss(self.encoded_real_A, self.encoded_fake_flipped))
-        g_loss.backward()
-        return {"g_loss": g_loss.detach(), "l1_loss": l1_loss.detach(),
-                "const_loss": const_loss.detach(), "cheat_loss": cheat_loss.detach()}
+        return {"g_loss": g_loss, "l1_loss": l1_loss, "const_loss": const_loss, "cheat_loss": cheat_loss}
 
     def optimize_parameters(self, labels=None, real_A=None, real_B=None) -> dict:
         """One iteration; returns every loss, D's mean sigmoid on real/fake, grad norms."""
@@ -142,16 +179,20 @@ class Zi2ZiModel:
         set_requires_grad(self.netD, True)
         self.optimizer_D.zero_grad(set_to_none=True)
         stats = self.backward_D()
+        self.scaler_D.unscale_(self.optimizer_D)  # true gradients for the norm (no-op without fp16)
         stats["d_grad_norm"] = _grad_norm(self.netD)
-        self.optimizer_D.step()
+        self.scaler_D.step(self.optimizer_D)
+        self.scaler_D.update()
         set_requires_grad(self.netD, False)  # D needs no gradients while G learns
         for g_step in range(self.train_config.g_steps):
             if g_step:
                 self.forward()
             self.optimizer_G.zero_grad(set_to_none=True)
             stats.update(self.backward_G())
+            self.scaler_G.unscale_(self.optimizer_G)
             stats["g_grad_norm"] = _grad_norm(self.netG)
-            self.optimizer_G.step()
+            self.scaler_G.step(self.optimizer_G)
+            self.scaler_G.update()
         set_requires_grad(self.netD, True)
         self.step += 1
         # One device sync per iteration: every statistic comes back together.
@@ -172,9 +213,11 @@ class Zi2ZiModel:
         self.check_labels(labels)
         was_training = self.netG.training
         self.netG.eval()
-        fake, _ = self.netG(real_A.to(self.device), labels.to(self.device).long())
+        real_A = real_A.to(self.device).contiguous(memory_format=self.memory_format)
+        with self.autocast():
+            fake, _ = self.G(real_A, labels.to(self.device).long())
         self.netG.train(was_training)
-        return fake
+        return fake.float()
 
     # ------------------------------------------------------------ schedule
     @property
@@ -198,6 +241,8 @@ class Zi2ZiModel:
             "train_config": self.train_config.to_dict(),
             "optimizer_G": self.optimizer_G.state_dict(),
             "optimizer_D": self.optimizer_D.state_dict(),
+            "scaler_G": self.scaler_G.state_dict(),
+            "scaler_D": self.scaler_D.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
             **self.learning_rates,
@@ -207,6 +252,9 @@ class Zi2ZiModel:
     def load_training_state(self, state: dict, restore_rng: bool = True) -> None:
         self.optimizer_G.load_state_dict(state["optimizer_G"])
         self.optimizer_D.load_state_dict(state["optimizer_D"])
+        if self.amp == "fp16" and state.get("scaler_G"):
+            self.scaler_G.load_state_dict(state["scaler_G"])
+            self.scaler_D.load_state_dict(state["scaler_D"])
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         if restore_rng:

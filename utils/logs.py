@@ -1,0 +1,87 @@
+"""Append-only JSON-lines logs and the plots made from them."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+class JsonlLogger:
+    """One JSON object per line, flushed at once, so a crash loses nothing written."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        self._file.write(json.dumps(clean) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash: the rest of the log is still good
+    return rows
+
+
+def truncate_after_step(path: str | Path, step: int) -> int:
+    """Drop log lines past `step` (a resumed run rewrites them); returns lines kept."""
+    path = Path(path)
+    rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+    if path.exists():
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        tmp.replace(path)
+    return len(rows)
+
+
+def plot_training_log(rows_by_run: dict[str, list[dict]], path: str | Path) -> Path | None:
+    """Loss, D-probability, grad-norm and SN curves of one or more runs, as one PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("d_loss", "D loss"), ("g_loss", "G loss"), ("l1_loss", "L1 loss (weighted)"),
+              ("cheat_loss", "G adversarial loss"), ("d_real_prob", "D(real)"), ("d_fake_prob", "D(fake)"),
+              ("g_grad_norm", "G grad norm"), ("d_grad_norm", "D grad norm"),
+              ("sigma_G", "largest sigma(W), G"), ("sigma_D", "largest sigma(W), D")]
+    panels = [p for p in panels if any(p[0] in r for rows in rows_by_run.values() for r in rows)]
+    if not panels:
+        return None
+    cols = 2
+    fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(11, 2.6 * -(-len(panels) // cols)),
+                             squeeze=False)
+    for ax, (key, title) in zip(axes.flat, panels):
+        for name, rows in rows_by_run.items():
+            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), label=name, linewidth=1)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        if key in ("g_grad_norm", "d_grad_norm"):
+            ax.set_yscale("log")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("step", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
