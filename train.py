@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from model import ModelConfig, TrainConfig, Zi2ZiModel
-from model.checkpoint import read_training_state, resolve_step, saved_train_config
+from model.checkpoint import available_steps, read_training_state, resolve_step, saved_train_config
 from model.trainer import RunOptions, Trainer
 from utils.cli import run
 from utils.device import resolve_device
@@ -29,10 +29,11 @@ ARCH_FLAGS = ("input_nc", "image_size", "embedding_num", "embedding_dim", "ngf",
               "sn_generator", "sn_discriminator")
 TRAIN_FLAGS = ("lr", "lr_D", "L1_penalty", "Lconst_penalty", "Lcategory_penalty", "schedule", "g_steps",
                "freeze_encoder", "flip_labels")
-# Data settings that shape the run; a resumed run takes them from its checkpoint
-# unless given again. None in argparse means "not given".
-DATA_DEFAULTS = {"batch_size": 16, "random_seed": 777, "fine_tune": None, "no_augment": False,
-                 "bold": False, "rotate": False, "blur": False}
+# Run settings a resumed run takes from its checkpoint unless given again (data
+# order, augmentation, what gets recorded when). None in argparse means "not given".
+RESUMED_DEFAULTS = {"batch_size": 16, "random_seed": 777, "fine_tune": None, "no_augment": False,
+                    "bold": False, "rotate": False, "blur": False, "sample_steps": 200,
+                    "checkpoint_steps": 1000, "log_steps": 10, "keep_last": 0}
 
 
 def positive(name):
@@ -83,11 +84,11 @@ def parse_args(argv=None):
     g.add_argument("--max_steps", type=positive("--max_steps"), help="stop after this many steps in total")
     g.add_argument("--batch_size", type=positive("--batch_size"), help="pairs per step (16)")
     g.add_argument("--fine_tune", help="train only on these labels, e.g. 1,3")
-    g.add_argument("--sample_steps", type=positive("--sample_steps"), default=200,
-                   help="write a sample grid every this many steps")
-    g.add_argument("--checkpoint_steps", type=positive("--checkpoint_steps"), default=1000)
-    g.add_argument("--log_steps", type=positive("--log_steps"), default=10, help="train.jsonl interval")
-    g.add_argument("--keep_last", type=int, default=0, help="keep only the newest N checkpoints (0: all)")
+    g.add_argument("--sample_steps", type=positive("--sample_steps"),
+                   help="write a sample grid every this many steps (200)")
+    g.add_argument("--checkpoint_steps", type=positive("--checkpoint_steps"), help="checkpoint interval (1000)")
+    g.add_argument("--log_steps", type=positive("--log_steps"), help="train.jsonl interval (10)")
+    g.add_argument("--keep_last", type=int, help="keep only the newest N checkpoints (0: all)")
     g.add_argument("--no_augment", action="store_true", default=None,
                    help="turn off zi2zi's random enlarge-and-crop")
     g.add_argument("--bold", action="store_true", default=None,
@@ -147,8 +148,6 @@ def resolve_configs(args, saved: dict | None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.keep_last < 0:
-        raise UserError(f"--keep_last must be >= 0; got {args.keep_last}")
     if args.num_workers < 0:
         raise UserError(f"--num_workers must be >= 0; got {args.num_workers}")
     device = resolve_device(args.device, args.gpu_ids)
@@ -157,10 +156,16 @@ def main(argv=None):
     if args.resume is not None:
         resume_step = resolve_step(checkpoint_dir, args.resume, complete=True)
         saved = read_training_state(checkpoint_dir, resume_step)
-    saved_data = (saved or {}).get("extra", {}).get("data_settings", {})
-    for name, default in DATA_DEFAULTS.items():
+    elif available_steps(checkpoint_dir):
+        raise UserError(f"{checkpoint_dir} already holds checkpoints up to step "
+                        f"{available_steps(checkpoint_dir)[-1]}; pass --resume latest to continue that run, "
+                        f"or use a new --experiment_dir / --checkpoint_dir")
+    saved_data = (saved or {}).get("extra", {}).get("resumed_settings", {})
+    for name, default in RESUMED_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, saved_data.get(name, default))
+    if args.keep_last < 0:
+        raise UserError(f"--keep_last must be >= 0; got {args.keep_last}")
     if isinstance(args.fine_tune, str):
         args.fine_tune = parse_labels(args.fine_tune)
     opts = RunOptions(experiment_dir=args.experiment_dir, data_dir=args.data_dir,
@@ -171,7 +176,7 @@ def main(argv=None):
                       fine_tune=args.fine_tune,
                       loader=args.loader, num_workers=args.num_workers, augment=not args.no_augment,
                       bold=args.bold, rotate=args.rotate, blur=args.blur,
-                      extra={"data_settings": {k: getattr(args, k) for k in DATA_DEFAULTS}})
+                      extra={"resumed_settings": {k: getattr(args, k) for k in RESUMED_DEFAULTS}})
     model_config, train_config = resolve_configs(args, saved)
     random.seed(args.random_seed)
     np.random.seed(args.random_seed)

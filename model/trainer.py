@@ -196,7 +196,6 @@ class Trainer:
         log_path = self.paths["logs"] / "train.jsonl"
         truncate_after_step(log_path, model.step)  # a resumed run rewrites what came after its checkpoint
         logger = JsonlLogger(log_path)
-        sn = model.config.sn_generator or model.config.sn_discriminator
         steps_per_epoch = len(self.batches)
         total = opts.epoch * steps_per_epoch
         if opts.max_steps is not None:
@@ -227,8 +226,9 @@ class Trainer:
                         record = {"step": step, "epoch": model.epoch,
                                   **{k: v / n for k, v in window.items()}, **model.learning_rates,
                                   "img_per_s": n * opts.batch_size / max(now - last_time, 1e-9)}
-                        if sn:
+                        if model.config.sn_generator:
                             record["sigma_G"] = largest_singular_value(model.netG)
+                        if model.config.sn_discriminator:
                             record["sigma_D"] = largest_singular_value(model.netD)
                         logger.write(record)
                         if self.tensorboard is not None:

@@ -49,8 +49,12 @@ def truncate_after_step(path: str | Path, step: int) -> int:
     return len(rows)
 
 
-def plot_training_log(rows_by_run: dict[str, list[dict]], path: str | Path) -> Path | None:
-    """Loss, D-probability, grad-norm and SN curves of one or more runs, as one PNG."""
+def plot_training_log(rows_by_run: dict[str, list[dict]], path: str | Path,
+                      extra_panels: list[tuple[str, str]] = ()) -> Path | None:
+    """Loss, D-probability, grad-norm and SN curves of one or more runs, as one PNG.
+
+    `extra_panels` adds (key, title) panels for further keys found in the rows.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -58,7 +62,7 @@ def plot_training_log(rows_by_run: dict[str, list[dict]], path: str | Path) -> P
     panels = [("d_loss", "D loss"), ("g_loss", "G loss"), ("l1_loss", "L1 loss (weighted)"),
               ("cheat_loss", "G adversarial loss"), ("d_real_prob", "D(real)"), ("d_fake_prob", "D(fake)"),
               ("g_grad_norm", "G grad norm"), ("d_grad_norm", "D grad norm"),
-              ("sigma_G", "largest sigma(W), G"), ("sigma_D", "largest sigma(W), D")]
+              ("sigma_G", "largest sigma(W), G"), ("sigma_D", "largest sigma(W), D"), *extra_panels]
     panels = [p for p in panels if any(p[0] in r for rows in rows_by_run.values() for r in rows)]
     if not panels:
         return None
@@ -69,7 +73,8 @@ def plot_training_log(rows_by_run: dict[str, list[dict]], path: str | Path) -> P
         for name, rows in rows_by_run.items():
             pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             if pts:
-                ax.plot(*zip(*pts), label=name, linewidth=1)
+                ax.plot(*zip(*pts), label=name, linewidth=1, marker="o" if len(pts) < 20 else None,
+                        markersize=3)
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
         if key in ("g_grad_norm", "d_grad_norm"):

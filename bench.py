@@ -1,0 +1,293 @@
+"""Measure training, inference and data-pipeline speed; print it and write JSON.
+
+    python bench.py --out bench.json                 # everything, on CUDA when available
+    python bench.py --device cpu --quick             # the small config only
+    python bench.py --check                          # also: AMP / channels_last / compile vs plain losses
+
+Every speed-up is a ratio to a baseline path measured in the same run: zi2zi-pytorch's
+way (PIL decode and augment per item in the main process, fp32, no channels_last).
+Numbers are medians over timed steps after warm-up steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.dataset import DatasetFromObj
+from data.loader import BatchIterator, PairBank, augment_batch
+from data.obj import encode_image, write_obj
+from model import ModelConfig, TrainConfig, Zi2ZiModel
+from model.inference import generate
+from utils.cli import run
+from utils.device import resolve_device
+
+CONFIGS = {"default": dict(image_size=256, ngf=64, ndf=64), "small": dict(image_size=64, ngf=32, ndf=32)}
+SN_VARIANTS = {"off": (False, False), "D": (False, True), "G+D": (True, True)}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, steps: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def machine(device: torch.device) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": sys.version.split()[0], "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def synthetic_obj(path: Path, count: int, size: int, labels: int = 4) -> Path:
+    """Glyph-like pairs (blocks of ink on white), JPEG-encoded as font2img.py writes them."""
+    rng = np.random.default_rng(0)
+    from PIL import Image
+    records = []
+    for i in range(count):
+        pair = np.full((size, 2 * size), 255, np.uint8)
+        for half in (0, size):
+            for _ in range(4):
+                x, y = rng.integers(0, size - size // 4, 2)
+                pair[y:y + size // 5, half + x:half + x + size // 6] = 0
+        records.append((i % labels, encode_image(Image.fromarray(pair))))
+    write_obj(path, records)
+    return path
+
+
+def bench_data(obj: Path, device: torch.device, batch: int, seconds: float = 3.0) -> dict:
+    """Augmented pairs per second: zi2zi's per-item PIL path vs decode-once + batched augmentation."""
+    ds = DatasetFromObj(obj, 1, augment=True)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        ds[n % len(ds)]
+        n += 1
+    baseline = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    bank = PairBank.from_obj(obj)
+    decode_s = time.perf_counter() - start
+    batches = BatchIterator(bank, batch, device, augment=True, seed=0)
+    n, start, epoch = 0, time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        for labels, real_A, real_B in batches.epoch(epoch):
+            n += len(labels)
+        epoch += 1
+        sync(device)
+    fast = n / (time.perf_counter() - start)
+    return {"baseline_pil_pairs_per_s": baseline, "fast_pairs_per_s": fast, "fast_speedup": fast / baseline,
+            "decode_once_s": decode_s, "pairs": len(bank), "image_size": bank.image_size}
+
+
+def bench_augment_only(device: torch.device, size: int, batch: int, steps: int) -> float:
+    x = torch.rand(batch, 2, size, size, device=device) * 2 - 1
+    g = torch.Generator(device=device).manual_seed(0)
+    times = timed(lambda: augment_batch(x, generator=g), device, steps, 2)
+    return batch / statistics.median(times)
+
+
+def bench_train(config: ModelConfig, device, batch: int, steps: int, warmup: int, amp="off",
+                channels_last=False, compile=False) -> dict:
+    torch.manual_seed(0)
+    model = Zi2ZiModel(config, TrainConfig(), device, amp=amp, channels_last=channels_last, compile=compile)
+    labels = torch.randint(0, config.embedding_num, (batch,))
+    x = torch.rand(batch, config.input_nc, config.image_size, config.image_size) * 2 - 1
+    y = torch.rand_like(x) * 2 - 1
+    model.set_input(labels, x, y)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = timed(model.optimize_parameters, device, steps, warmup)
+    step = statistics.median(times)
+    return {"step_s": step, "it_per_s": 1 / step, "img_per_s": batch / step, "peak_mem_mb": peak_memory_mb(device)}
+
+
+def bench_pipeline(config: ModelConfig, obj: Path, device, batch: int, steps: int, warmup: int, fast: bool,
+                   amp: str, channels_last: bool) -> dict:
+    """Whole training steps fed from an .obj: the baseline (zi2zi) path or the fast one."""
+    torch.manual_seed(0)
+    model = Zi2ZiModel(config, TrainConfig(), device, amp=amp, channels_last=channels_last)
+    if fast:
+        batches = BatchIterator(PairBank.from_obj(obj), batch, device, config.input_nc, augment=True, seed=0)
+        source = batches.epoch(0)
+    else:
+        ds = DatasetFromObj(obj, config.input_nc, augment=True)
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0, drop_last=True)
+        source = ((l, s, t) for l, t, s in loader)
+
+    def step():
+        labels, real_A, real_B = next(source)
+        model.optimize_parameters(labels, real_A, real_B)
+    times = timed(step, device, steps, warmup)
+    return {"img_per_s": batch / statistics.median(times)}
+
+
+def bench_infer(config: ModelConfig, device, batch: int, count: int, amp: str = "off",
+                channels_last: bool = False) -> float:
+    torch.manual_seed(0)
+    model = Zi2ZiModel(config, TrainConfig(), device, is_training=False, amp=amp, channels_last=channels_last)
+    sources = torch.rand(count, config.input_nc, config.image_size, config.image_size) * 2 - 1
+    labels = torch.zeros(count, dtype=torch.long)
+
+    def once():
+        with model.autocast():
+            generate(model.G, sources, labels, batch, device)
+    once()  # warm-up
+    times = timed(once, device, 2, 0)
+    return count / min(times)
+
+
+def check_equivalence(device, steps: int = 3) -> list[dict]:
+    """Losses of a few steps with each speed option vs the plain fp32 path, same seed and data."""
+    config = ModelConfig(image_size=64, ngf=16, ndf=16, embedding_num=4, use_dropout=False,
+                         sn_generator=True, sn_discriminator=True)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randint(0, 4, (8,), generator=g), torch.rand(8, 1, 64, 64, generator=g) * 2 - 1,
+                torch.rand(8, 1, 64, 64, generator=g) * 2 - 1) for _ in range(steps)]
+
+    def losses(**options):
+        torch.manual_seed(0)
+        model = Zi2ZiModel(config, TrainConfig(), device, **options)
+        return [model.optimize_parameters(*b) for b in batches]
+
+    plain = losses()
+    variants = {"channels_last": dict(channels_last=True), "amp bf16": dict(amp="bf16"),
+                "amp fp16": dict(amp="fp16"), "compile": dict(compile=True)}
+    tolerance = {"channels_last": 1e-3, "amp bf16": 5e-2, "amp fp16": 2e-2, "compile": 1e-3}
+    results = []
+    for name, options in variants.items():
+        if name == "amp fp16" and device.type != "cuda":
+            continue
+        try:
+            got = losses(**options)
+        except Exception as err:  # a backend that can't run here is reported, not fatal
+            results.append({"option": name, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"})
+            continue
+        worst = max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-3) for a, b in zip(plain, got)
+                    for k in ("d_loss", "g_loss", "l1_loss"))
+        results.append({"option": name, "max_relative_loss_difference": worst, "tolerance": tolerance[name],
+                        "ok": worst <= tolerance[name]})
+    return results
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    p.add_argument("--quick", action="store_true", help="small config only, fewer steps")
+    p.add_argument("--check", action="store_true", help="check AMP/channels_last/compile losses against fp32")
+    p.add_argument("--batch_size", type=int, help="training batch (default: 64 on CUDA, 4 on CPU)")
+    p.add_argument("--steps", type=int, help="timed steps per measurement (default: 10 on CUDA, 3 on CPU)")
+    p.add_argument("--out", default="bench.json", help="JSON file for the results")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    batch = args.batch_size or (64 if cuda else 4)
+    steps = args.steps or (10 if cuda else 3)
+    warmup = 3 if cuda else 1
+    fast_amp = "bf16" if cuda else "off"
+    results = {"machine": machine(device), "batch_size": batch, "steps": steps, "train": {}, "pipeline": {}}
+    print(json.dumps(results["machine"]))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in (["small"] if args.quick else ["small", "default"]):
+            config_args = CONFIGS[name]
+            for sn_name, (sn_g, sn_d) in SN_VARIANTS.items():
+                config = ModelConfig(embedding_num=4, sn_generator=sn_g, sn_discriminator=sn_d, **config_args)
+                key = f"{name} SN {sn_name}"
+                results["train"][key] = bench_train(config, device, batch, steps, warmup, amp=fast_amp,
+                                                    channels_last=cuda)
+                print(f"train {key}: {results['train'][key]['img_per_s']:.1f} img/s "
+                      f"({results['train'][key]['step_s'] * 1000:.0f} ms/step)")
+            off = results["train"][f"{name} SN off"]["step_s"]
+            results[f"{name}_sn_cost"] = {k: results["train"][f"{name} SN {k}"]["step_s"] / off - 1
+                                          for k in ("D", "G+D")}
+            print(f"{name}: SN step-time cost D {results[f'{name}_sn_cost']['D']:+.1%}, "
+                  f"G+D {results[f'{name}_sn_cost']['G+D']:+.1%}")
+
+            size = config_args["image_size"]
+            obj = synthetic_obj(Path(tmp) / f"{name}.obj", max(4 * batch, 64), size)
+            config = ModelConfig(embedding_num=4, **config_args)
+            base = bench_pipeline(config, obj, device, batch, steps, warmup, fast=False, amp="off",
+                                  channels_last=False)
+            fast = bench_pipeline(config, obj, device, batch, steps, warmup, fast=True, amp=fast_amp,
+                                  channels_last=cuda)
+            results["pipeline"][name] = {"baseline_img_per_s": base["img_per_s"], "fast_img_per_s": fast["img_per_s"],
+                                         "speedup": fast["img_per_s"] / base["img_per_s"]}
+            print(f"pipeline {name}: baseline {base['img_per_s']:.1f} img/s, fast {fast['img_per_s']:.1f} img/s "
+                  f"({results['pipeline'][name]['speedup']:.2f}x)")
+
+        infer_config = ModelConfig(embedding_num=4, use_dropout=False, **CONFIGS["small" if args.quick else "default"])
+        count = 32 if not cuda else 256
+        results["inference_chars_per_s"] = {
+            "fp32": bench_infer(infer_config, device, 16, count),
+            "fp32 channels_last": bench_infer(infer_config, device, 16, count, channels_last=True),
+            "bf16 channels_last": bench_infer(infer_config, device, 16, count, amp="bf16", channels_last=True),
+        }
+        print("inference (batch 16): " + ", ".join(f"{k} {v:.1f} char/s"
+                                                     for k, v in results["inference_chars_per_s"].items()))
+
+        data_obj = synthetic_obj(Path(tmp) / "data.obj", 512, 256)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the data target is per CPU core
+        results["data_pipeline_1_core"] = bench_data(data_obj, torch.device("cpu"), 64)
+        results["augment_only_1_core_pairs_per_s"] = bench_augment_only(torch.device("cpu"), 256, 64, 5)
+        torch.set_num_threads(threads)
+        d = results["data_pipeline_1_core"]
+        print(f"data, one core, 256 px: baseline {d['baseline_pil_pairs_per_s']:.0f} pairs/s, fast "
+              f"{d['fast_pairs_per_s']:.0f} pairs/s ({d['fast_speedup']:.1f}x); decode once "
+              f"{d['decode_once_s']:.2f} s for {d['pairs']} pairs")
+        if cuda:
+            results["data_pipeline_device"] = bench_data(data_obj, device, 64)
+            print(f"data on {device}: fast {results['data_pipeline_device']['fast_pairs_per_s']:.0f} pairs/s")
+    if args.check:
+        results["equivalence"] = check_equivalence(device)
+        for r in results["equivalence"]:
+            print("check " + json.dumps(r))
+    results["peak_memory_mb"] = peak_memory_mb(device)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,221 @@
+"""A/B comparison of trained runs on one evaluation set (the work behind compare.py).
+
+Every run's generator is evaluated in eval mode on the same source glyphs; quality
+metrics are compared sample by sample against the first run with a paired
+bootstrap, mode collapse is measured against the real targets, and training
+stability is read from each run's logs/train.jsonl.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.loader import PairBank
+from data.render import Font, RenderSettings, render_char
+from utils.errors import UserError
+from utils.logs import read_jsonl
+
+from .checkpoint import available_steps, load_generator
+from .config import ModelConfig
+from .evaluation import (METRICS, collapse_measures, is_collapsed, label_sensitivity, paired_bootstrap,
+                         per_sample_metrics, stability_measures, to_unit)
+
+
+@dataclass
+class RunSpec:
+    name: str
+    experiment_dir: Path
+    step: str = "latest"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.experiment_dir / "checkpoint"
+
+    @classmethod
+    def parse(cls, text: str) -> "RunSpec":
+        """`DIR[:STEP][=NAME]`, e.g. `experiments/sn:4000=SN` or `experiments/plain`."""
+        name = None
+        if "=" in text:
+            text, name = text.rsplit("=", 1)
+        step = "latest"
+        head, sep, tail = text.rpartition(":")
+        if sep and (tail == "latest" or tail.isdigit()):
+            text, step = head, tail
+        path = Path(text)
+        if not path.is_dir():
+            raise UserError(f"--run {text}: no such experiment directory")
+        return cls(name or path.name, path, step)
+
+
+@dataclass
+class EvalSet:
+    """Source and real target glyphs (N, 1, H, W) in [-1, 1], labels, optional characters."""
+    sources: torch.Tensor
+    targets: torch.Tensor
+    labels: torch.Tensor
+    chars: list[str | None]
+    description: str
+    groups: list[list[int]] = field(default_factory=list)  # indices of one character, one per label
+
+    @property
+    def image_size(self) -> int:
+        return self.sources.shape[-1]
+
+
+def _group_by_source(sources: torch.Tensor, labels: torch.Tensor, chars: list[str | None]) -> list[list[int]]:
+    """Indices showing the same character in every label of the set.
+
+    Without known characters, identical source halves identify a character: the same
+    source glyph decodes to the same pixels in every pair that holds it.
+    """
+    keys: dict[str, dict[int, int]] = {}
+    for i, (src, label) in enumerate(zip(sources, labels.tolist())):
+        key = chars[i] or hashlib.sha1(src.numpy().tobytes()).hexdigest()
+        keys.setdefault(key, {}).setdefault(label, i)
+    all_labels = sorted(set(labels.tolist()))
+    return [[by_label[l] for l in all_labels] for by_label in keys.values() if len(by_label) == len(all_labels)]
+
+
+def eval_set_from_obj(obj_path: str | Path, limit: int | None = None, seed: int = 0) -> EvalSet:
+    bank = PairBank.from_obj(obj_path)
+    index = list(range(len(bank)))
+    if limit is not None and limit < len(index):
+        index = sorted(random.Random(seed).sample(index, limit))
+    pairs = bank.pairs[index].float().div(127.5).sub(1.0)
+    sources, targets, labels = pairs[:, 1:], pairs[:, :1], bank.labels[index]
+    chars = [None] * len(index)
+    return EvalSet(sources, targets, labels, chars, f"{obj_path} ({len(index)} pairs)",
+                   _group_by_source(bank.pairs[index][:, 1], labels, chars))
+
+
+def eval_set_from_fonts(src_font: str, dst_fonts: dict[int, str], chars: list[str], image_size: int,
+                        limit: int | None = None, seed: int = 0) -> EvalSet:
+    settings = RenderSettings(image_size, image_size)
+    src = Font(src_font, image_size, flag="--src_font")
+    if limit is not None and limit < len(chars):
+        chars = sorted(random.Random(seed).sample(chars, limit))
+    s_list, t_list, l_list, c_list = [], [], [], []
+    for label, path in sorted(dst_fonts.items()):
+        dst = Font(path, image_size, flag="--dst_font")
+        for ch in chars:
+            s, t = render_char(src, ch, settings), render_char(dst, ch, settings)
+            if s is None or t is None:
+                continue
+            s_list.append(torch.from_numpy(np.asarray(s, np.float32) / 127.5 - 1).unsqueeze(0))
+            t_list.append(torch.from_numpy(np.asarray(t, np.float32) / 127.5 - 1).unsqueeze(0))
+            l_list.append(label)
+            c_list.append(ch)
+    if not s_list:
+        raise UserError("the evaluation fonts share no drawable character of --charset")
+    labels = torch.tensor(l_list)
+    sources = torch.stack(s_list)
+    return EvalSet(sources, torch.stack(t_list), labels, c_list,
+                   f"rendered from {Path(src_font).name} ({len(l_list)} pairs)",
+                   _group_by_source(sources, labels, c_list))
+
+
+@torch.no_grad()
+def _generate(netG, config: ModelConfig, sources: torch.Tensor, labels: torch.Tensor, device, batch_size: int):
+    out = []
+    for start in range(0, len(sources), batch_size):
+        x = sources[start:start + batch_size].expand(-1, config.input_nc, -1, -1).to(device)
+        fake, _ = netG(x, labels[start:start + batch_size].to(device))
+        out.append(fake.float().cpu())
+    return torch.cat(out)
+
+
+def evaluate_checkpoint(run: RunSpec, step, evalset: EvalSet, device, batch_size: int) -> dict:
+    """Generated glyphs, per-sample metrics and collapse measures of one checkpoint."""
+    netG, config, step = load_generator(run.checkpoint_dir, step, device)
+    if config.image_size != evalset.image_size:
+        raise UserError(f"run {run.name} works on {config.image_size}px glyphs but the evaluation set "
+                        f"has {evalset.image_size}px")
+    bad = evalset.labels.max().item()
+    if bad >= config.embedding_num:
+        raise UserError(f"the evaluation set has style label {bad} but run {run.name} has "
+                        f"embedding_num={config.embedding_num}")
+    fake = _generate(netG, config, evalset.sources, evalset.labels, device, batch_size)
+    fake_u, real_u = to_unit(fake), to_unit(evalset.targets)
+    result = {"step": step, "config": config, "fake": fake, "metrics": per_sample_metrics(fake_u, real_u),
+              "collapse": collapse_measures(fake_u, real_u, evalset.labels)}
+    if evalset.groups:
+        firsts = [g[0] for g in evalset.groups]
+        all_labels = sorted(set(evalset.labels.tolist()))
+        src = evalset.sources[firsts]
+        outputs = {label: to_unit(_generate(netG, config, src, torch.full((len(firsts),), label), device,
+                                            batch_size)) for label in all_labels}
+        real = {label: to_unit(evalset.targets[[g[k] for g in evalset.groups]])
+                for k, label in enumerate(all_labels)}
+        result["collapse"].update(label_sensitivity(outputs, real))
+    return result
+
+
+def summarize(per_sample: dict[str, torch.Tensor], labels: torch.Tensor) -> dict:
+    overall = {name: values.mean().item() for name, values in per_sample.items()}
+    by_label = {int(label): {name: values[labels == label].mean().item() for name, values in per_sample.items()}
+                for label in labels.unique()}
+    return {"overall": overall, "by_label": by_label}
+
+
+def checkpoint_series(run: RunSpec, evalset: EvalSet, device, batch_size: int, count: int) -> list[dict]:
+    """Mean metrics and diversity at up to `count` evenly spaced checkpoints of a run."""
+    steps = available_steps(run.checkpoint_dir)
+    if count <= 0 or not steps:
+        return []
+    if len(steps) > count:
+        steps = [steps[round(i * (len(steps) - 1) / (count - 1))] for i in range(count)] if count > 1 else steps[-1:]
+    series = []
+    for step in dict.fromkeys(steps):
+        r = evaluate_checkpoint(run, step, evalset, device, batch_size)
+        series.append({"step": step, **{k: v.mean().item() for k, v in r["metrics"].items()},
+                       "diversity_ratio": r["collapse"]["diversity_ratio"]})
+    return series
+
+
+def collapse_and_recovery(series: list[dict]) -> str:
+    """Describe a dip in diversity across checkpoints ("learn, collapse, relearn")."""
+    values = [(s["step"], s["diversity_ratio"]) for s in series if not math.isnan(s["diversity_ratio"])]
+    for i in range(1, len(values)):
+        best_before = max(v for _, v in values[:i])
+        if values[i][1] < 0.5 * best_before:
+            later = [v for _, v in values[i + 1:]]
+            if later and max(later) > 0.8 * best_before:
+                return f"diversity collapsed at step {values[i][0]} and recovered later"
+            return f"diversity collapsed at step {values[i][0]} and had not recovered by the last checkpoint"
+    return "no collapse across checkpoints" if len(values) > 1 else "too few checkpoints to tell"
+
+
+def compare_runs(runs: list[RunSpec], evalset: EvalSet, device, batch_size: int = 16, seed: int = 0,
+                 n_boot: int = 2000, checkpoints: int = 6) -> dict:
+    """Everything the report shows, as plain data (tensors kept under private keys)."""
+    if len(runs) < 2:
+        raise UserError("give at least two --run to compare")
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise UserError(f"run names must differ ({', '.join(names)}); name them with DIR=NAME")
+    results = []
+    for run in runs:
+        r = evaluate_checkpoint(run, run.step, evalset, device, batch_size)
+        # the run's log up to the evaluated checkpoint
+        rows = [row for row in read_jsonl(run.experiment_dir / "logs" / "train.jsonl")
+                if row.get("step", 0) <= r["step"]]
+        r.update(name=run.name, experiment_dir=str(run.experiment_dir), summary=summarize(r["metrics"], evalset.labels),
+                 collapsed=is_collapsed(r["collapse"]), stability=stability_measures(rows), log=rows,
+                 sn={"generator": r["config"].sn_generator, "discriminator": r["config"].sn_discriminator},
+                 series=checkpoint_series(run, evalset, device, batch_size, checkpoints))
+        r["trend"] = collapse_and_recovery(r["series"])
+        results.append(r)
+    base = results[0]
+    for r in results[1:]:
+        r["versus_first"] = {
+            metric: paired_bootstrap(base["metrics"][metric], r["metrics"][metric], higher,
+                                     (base["name"], r["name"]), n_boot, seed).__dict__
+            for metric, higher in METRICS.items()}
+    return {"eval_set": evalset.description, "labels": sorted(set(evalset.labels.tolist())),
+            "samples": len(evalset.labels), "seed": seed, "runs": results}

@@ -1,0 +1,132 @@
+"""The real scripts, run as a user runs them, on tiny data."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT
+
+FONTS = ROOT / "fonts"
+SRC = FONTS / "NotoSansSC-Subset.otf"
+TARGETS = [FONTS / "NotoSerifSC-Subset.otf", FONTS / "WenKai-Subset.ttf"]
+CHARS = "永和九年岁在癸丑暮春之初会于稽山阴兰亭"
+
+
+def script(name, *args, check=True):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, str(ROOT / name), *map(str, args)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def one_line_error(result, pattern):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    import re
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    charset = root / "chars.txt"
+    charset.write_text(CHARS, encoding="utf-8")
+    for label, target in enumerate(TARGETS):
+        script("font2img.py", "--src_font", SRC, "--dst_font", target, "--charset", charset,
+               "--label", label, "--canvas_size", 32, "--char_size", 32, "--sample_dir", root / "pairs")
+    script("package.py", "--dir", root / "pairs", "--save_dir", root / "data", "--split_ratio", 0.2,
+           "--split_by", "char")
+    return root
+
+
+def test_font2img_and_package_outputs(experiment):
+    pairs = sorted((experiment / "pairs").glob("*.jpg"))
+    assert len(pairs) == 2 * len(set(CHARS))
+    assert Image.open(pairs[0]).size == (64, 32)
+    split = json.loads((experiment / "data" / "split.json").read_text(encoding="utf-8"))
+    assert split["train"] == {"0": 15, "1": 15} and split["val"] == {"0": 4, "1": 4}
+
+
+def test_train_resume_infer_end_to_end(experiment):
+    common = ["--experiment_dir", experiment, "--image_size", 32, "--ngf", 8, "--ndf", 8,
+              "--embedding_num", 2, "--embedding_dim", 16, "--batch_size", 4, "--sample_steps", 2,
+              "--checkpoint_steps", 2, "--log_steps", 1, "--device", "cpu"]
+    script("train.py", *common, "--sn-generator", "--sn-discriminator", "--max_steps", 4)
+    ckpt = experiment / "checkpoint"
+    assert sorted(p.name for p in ckpt.glob("*_net_G.pth")) == ["2_net_G.pth", "4_net_G.pth"]
+    result = script("train.py", "--experiment_dir", experiment, "--resume", "latest", "--max_steps", 6,
+                    "--device", "cpu")
+    assert "resuming step 4" in result.stdout
+    assert (ckpt / "6_net_G.pth").exists() and (ckpt / "6_state.pth").exists()
+    state = torch.load(ckpt / "6_state.pth", weights_only=True)
+    assert state["step"] == 6 and state["model_config"]["sn_generator"] is True
+    steps = [json.loads(line)["step"] for line in (experiment / "logs" / "train.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    log = json.loads((experiment / "logs" / "train.jsonl").read_text().splitlines()[-1])
+    for key in ("d_loss", "g_loss", "l1_loss", "const_loss", "category_loss", "cheat_loss", "d_real_prob",
+                "d_fake_prob", "lr_G", "lr_D", "g_grad_norm", "d_grad_norm", "img_per_s", "sigma_G", "sigma_D"):
+        assert key in log, key
+    assert Image.open(experiment / "sample" / "step_0000006.png").size[0] > 3 * 32
+    assert (experiment / "logs" / "losses.png").exists()
+    config = json.loads((experiment / "config.json").read_text())
+    assert config["model_config"]["image_size"] == 32 and config["start_step"] == 4
+
+    # every Conv/ConvTranspose/Linear of both networks carries SN in the checkpoint
+    from model import ModelConfig, build_discriminator, build_generator
+    cfg = ModelConfig.from_dict(state["model_config"])
+    for name, net in (("G", build_generator(ModelConfig(**{**cfg.to_dict(), "sn_generator": False}))),
+                      ("D", build_discriminator(ModelConfig(**{**cfg.to_dict(), "sn_discriminator": False})))):
+        keys = torch.load(ckpt / f"6_net_{name}.pth", weights_only=True).keys()
+        layers = [n for n, m in net.named_modules()
+                  if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+        assert layers and all(f"{n}.weight_orig" in keys and f"{n}.weight_u" in keys for n in layers)
+
+    out = experiment / "infer_out"
+    result = script("infer.py", "--experiment_dir", experiment, "--src_font", SRC, "--src_txt", "永和 九年國",
+                    "--labels", "0,1", "--save_dir", out, "--device", "cpu")
+    assert "lacks: 國" in result.stdout
+    for label in (0, 1):
+        files = sorted(p.name for p in (out / str(label)).glob("*.png"))
+        assert files == ["U+4E5D_九.png", "U+548C_和.png", "U+5E74_年.png",
+                         "U+6C38_永.png"]
+        assert Image.open(out / str(label) / "U+6C38_永.png").size == (32, 32)
+        assert (out / f"style_{label}.png").exists()
+    obj_out = experiment / "infer_obj"
+    script("infer.py", "--experiment_dir", experiment, "--obj_path", experiment / "data" / "val.obj",
+           "--save_dir", obj_out, "--device", "cpu")
+    assert len(list((obj_out / "0").glob("*.png"))) == 4
+
+    # a fresh start over existing checkpoints is refused; a contradicting flag on resume too
+    one_line_error(script("train.py", *common, "--max_steps", 2, check=False), "already holds checkpoints")
+    one_line_error(script("train.py", "--experiment_dir", experiment, "--resume", "latest", "--ngf", 16,
+                          "--device", "cpu", check=False), "--ngf 16 contradicts")
+
+
+def test_script_errors_are_one_line(experiment, tmp_path):
+    one_line_error(script("font2img.py", "--src_font", tmp_path / "missing.ttf", "--dst_font", SRC,
+                          "--sample_dir", tmp_path / "p", check=False), "--src_font .*missing.ttf")
+    one_line_error(script("train.py", "--experiment_dir", tmp_path / "none", "--device", "cpu", check=False),
+                   "train.obj does not exist")
+    one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
+                          "--image_size", 32, "--embedding_num", 1, "--device", "cpu", check=False),
+                   "style label 1 but --embedding_num is 1")
+    one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
+                          "--device", "cpu", check=False), "32px glyphs but --image_size is 256")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    data = (experiment / "data" / "train.obj").read_bytes()
+    (bad / "train.obj").write_bytes(data[: len(data) // 2])
+    one_line_error(script("train.py", "--experiment_dir", tmp_path / "e2", "--data_dir", bad,
+                          "--image_size", 32, "--device", "cpu", check=False), "train.obj: record \\d+ is truncated")
+    one_line_error(script("infer.py", "--experiment_dir", tmp_path / "nothing", "--src_txt", "永",
+                          "--src_font", SRC, "--label", 0, "--device", "cpu", check=False), "no checkpoint")
+    one_line_error(script("package.py", "--dir", tmp_path, "--save_dir", tmp_path / "d", check=False),
+                   "no paired images")
