@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from data.render import Font, RenderSettings
-from model.checkpoint import load_generator
+from model.checkpoint import export_plain_generator, load_generator
 from model.inference import generate, sources_from_obj, sources_from_text, write_style
 from utils.cli import run
 from utils.device import resolve_device
@@ -34,6 +34,9 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint_dir", help="folder with {step}_net_G.pth (default: experiment_dir/checkpoint)")
     p.add_argument("--resume", default="latest", help="checkpoint step to use, or 'latest'")
     p.add_argument("--save_dir", help="output folder (default: experiment_dir/infer/{step})")
+    p.add_argument("--export_plain", metavar="FILE",
+                   help="write the generator with spectral norm folded into plain weights (loads in "
+                        "zi2zi-pytorch) and exit")
     src = p.add_argument_group("sources")
     src.add_argument("--src_txt", help="characters to render")
     src.add_argument("--src_txt_file", help="UTF-8 file of characters to render")
@@ -96,6 +99,10 @@ def main(argv=None):
     device = resolve_device(args.device)
     given = {k: getattr(args, k) for k in ("input_nc", "embedding_num", "embedding_dim", "ngf", "image_size", "norm")}
     netG, config, step = load_generator(ckpt_dir, args.resume, device, **given)
+    if args.export_plain:
+        export_plain_generator(netG, args.export_plain)
+        print(f"wrote {args.export_plain}: generator of step {step} as a plain zi2zi-pytorch state dict")
+        return 0
 
     text_given = args.src_txt is not None or args.src_txt_file is not None
     if args.obj_path and text_given:

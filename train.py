@@ -33,7 +33,7 @@ TRAIN_FLAGS = ("lr", "lr_D", "L1_penalty", "Lconst_penalty", "Lcategory_penalty"
 # order, augmentation, what gets recorded when). None in argparse means "not given".
 RESUMED_DEFAULTS = {"batch_size": 16, "random_seed": 777, "fine_tune": None, "no_augment": False,
                     "bold": False, "rotate": False, "blur": False, "sample_steps": 200,
-                    "checkpoint_steps": 1000, "log_steps": 10, "keep_last": 0}
+                    "checkpoint_steps": 1000, "log_steps": 10, "keep_last": 0, "data_dir": None}
 
 
 def positive(name):

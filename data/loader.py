@@ -71,10 +71,9 @@ class PairBank:
     def image_size(self) -> int:
         return self.pairs.shape[-1]
 
-    def pin_memory(self) -> "PairBank":
-        if torch.cuda.is_available():
-            self.pairs = self.pairs.pin_memory()
-        return self
+    @property
+    def nbytes(self) -> int:
+        return self.pairs.numel() * self.pairs.element_size()
 
 
 def gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
@@ -90,6 +89,17 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     x = F.pad(x, (r, r, r, r), mode="replicate")
     x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def crop_theta(w: int, h: int, nw: torch.Tensor, nh: torch.Tensor, sx: torch.Tensor,
+               sy: torch.Tensor) -> torch.Tensor:
+    """affine_grid maps (align_corners=False) of "resize to (nw, nh), crop (w, h) at (sx, sy)"."""
+    theta = torch.zeros(len(nw), 2, 3, device=nw.device)
+    theta[:, 0, 0] = w / nw
+    theta[:, 0, 2] = (w + 2 * sx) / nw - 1
+    theta[:, 1, 1] = h / nh
+    theta[:, 1, 2] = (h + 2 * sy) / nh - 1
+    return theta
 
 
 def augment_params(batch: int, h: int, w: int, bold: bool = False, rotate: bool = False,
@@ -110,11 +120,7 @@ def augment_params(batch: int, h: int, w: int, bold: bool = False, rotate: bool 
     nw, nh = torch.floor(m * w) + 1, torch.floor(m * h) + 1
     sx = torch.floor(rand() * torch.clamp(nw - w, min=1))   # randint(0, max(nw - w - 1, 0))
     sy = torch.floor(rand() * torch.clamp(nh - h, min=1))
-    theta = torch.zeros(batch, 2, 3, device=device)
-    theta[:, 0, 0] = w / nw
-    theta[:, 0, 2] = (w + 2 * sx) / nw - 1
-    theta[:, 1, 1] = h / nh
-    theta[:, 1, 2] = (h + 2 * sy) / nh - 1
+    theta = crop_theta(w, h, nw, nh, sx, sy)
     if rotate:
         share_180 = sum(a == 180 for a in ROTATE_ANGLES) / len(ROTATE_ANGLES)
         turn = (rand() < ROTATE_PROB) & (rand() < share_180)
@@ -165,6 +171,14 @@ class BatchIterator:
         self.input_nc, self.augment, self.bold, self.rotate, self.blur = input_nc, augment, bold, rotate, blur
         self.seed, self.shuffle = seed, shuffle
         self.drop_last = drop_last and len(bank) >= batch_size
+        self.pairs, self.labels = bank.pairs, bank.labels
+        if self.device.type == "cuda":
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            if bank.nbytes < total // 4:
+                # The uint8 bank fits with room to spare: keep it on the GPU, no copies per step.
+                # A larger one stays on the host and each batch (uint8, 4x smaller than
+                # float) is gathered and copied over.
+                self.pairs, self.labels = bank.pairs.to(self.device), bank.labels.to(self.device)
 
     def __len__(self) -> int:
         n = len(self.bank)
@@ -188,11 +202,11 @@ class BatchIterator:
                                      self.device) if self.augment else None)
             if i < start_batch:
                 continue
-            pairs = to_model_input(self.bank.pairs[index], self.device)
+            pairs = to_model_input(self.pairs[index.to(self.pairs.device)], self.device)
             if params is not None:
                 pairs = apply_augment(pairs, *params)
             target, source = pairs[:, :1], pairs[:, 1:]
             if self.input_nc > 1:
                 target = target.expand(-1, self.input_nc, -1, -1)
                 source = source.expand(-1, self.input_nc, -1, -1)
-            yield self.bank.labels[index], source, target
+            yield self.labels[index.to(self.labels.device)], source, target

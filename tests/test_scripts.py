@@ -104,6 +104,16 @@ def test_train_resume_infer_end_to_end(experiment):
            "--save_dir", obj_out, "--device", "cpu")
     assert len(list((obj_out / "0").glob("*.png"))) == 4
 
+    # the SN generator exported as plain weights gives the same outputs
+    script("infer.py", "--experiment_dir", experiment, "--export_plain", experiment / "plain_G.pth")
+    plain_G = build_generator(ModelConfig(**{**cfg.to_dict(), "sn_generator": False})).eval()
+    plain_G.load_state_dict(torch.load(experiment / "plain_G.pth", weights_only=True))
+    from model import load_generator
+    sn_G, _, _ = load_generator(ckpt, 6)
+    x, labels = torch.rand(2, 1, 32, 32) * 2 - 1, torch.tensor([0, 1])
+    with torch.no_grad():
+        assert torch.allclose(plain_G(x.clone(), labels)[0], sn_G(x.clone(), labels)[0], atol=1e-5)
+
     # a fresh start over existing checkpoints is refused; a contradicting flag on resume too
     one_line_error(script("train.py", *common, "--max_steps", 2, check=False), "already holds checkpoints")
     one_line_error(script("train.py", "--experiment_dir", experiment, "--resume", "latest", "--ngf", 16,
@@ -130,3 +140,27 @@ def test_script_errors_are_one_line(experiment, tmp_path):
                           "--src_font", SRC, "--label", 0, "--device", "cpu", check=False), "no checkpoint")
     one_line_error(script("package.py", "--dir", tmp_path, "--save_dir", tmp_path / "d", check=False),
                    "no paired images")
+
+
+def test_ctrl_c_saves_a_checkpoint(experiment, tmp_path):
+    import signal
+    import time
+    exp = tmp_path / "interrupted"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    args = ["--experiment_dir", exp, "--data_dir", experiment / "data", "--image_size", 32, "--ngf", 8, "--ndf", 8,
+            "--embedding_num", 2, "--batch_size", 4, "--epoch", 100000, "--log_steps", 1, "--device", "cpu"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, args)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = exp / "logs" / "train.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved at step" in out and "Traceback" not in err
+    steps = [int(p.name.split("_")[0]) for p in (exp / "checkpoint").glob("*_state.pth")]
+    assert len(steps) == 1 and steps[0] >= 3
+    resumed = script("train.py", "--experiment_dir", exp, "--resume", "latest", "--max_steps", steps[0] + 1,
+                     "--device", "cpu")
+    assert f"resuming step {steps[0]}" in resumed.stdout

@@ -1,0 +1,114 @@
+"""The fast data path matches zi2zi's per-item path; the speed options keep the losses."""
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_batches, tiny_config
+from data.dataset import DatasetFromObj, augment_pair, split_pair
+from data.loader import BatchIterator, PairBank, apply_augment, augment_params, crop_theta, to_model_input
+from model import TrainConfig, Zi2ZiModel
+from model.spectral import spectral_norm_layers
+
+SAMPLE = "zi2zi_pytorch_sample.obj"
+
+
+def test_bank_decodes_exactly_like_the_dataset(reference_dir):
+    bank = PairBank.from_obj(reference_dir / SAMPLE)
+    ds = DatasetFromObj(reference_dir / SAMPLE, input_nc=1)
+    assert bank.pairs.dtype == torch.uint8 and bank.pairs.shape == (24, 2, 256, 256)
+    x = to_model_input(bank.pairs[:3], torch.device("cpu"))
+    for i in range(3):
+        label, target, source = ds[i]
+        assert bank.labels[i].item() == label
+        assert torch.allclose(x[i, 0], target[0], atol=1e-6) and torch.allclose(x[i, 1], source[0], atol=1e-6)
+
+
+def test_batched_crop_matches_pil_resize_and_crop(reference_dir):
+    ds = DatasetFromObj(reference_dir / SAMPLE, input_nc=1)
+    target, source = split_pair(ds.decode(0))
+    w = h = 256
+    nw, nh, sx, sy = 266, 263, 7, 3
+    box = (sx, sy, sx + w, sy + h)
+    pil_bilinear = np.asarray(target.resize((nw, nh), Image.Resampling.BILINEAR).crop(box), np.float64)
+    pil_lanczos = np.asarray(target.resize((nw, nh), Image.Resampling.LANCZOS).crop(box), np.float64)
+    theta = crop_theta(w, h, torch.tensor([nw * 1.0]), torch.tensor([nh * 1.0]), torch.tensor([sx * 1.0]),
+                       torch.tensor([sy * 1.0]))
+    pair = to_model_input(PairBank.from_obj(reference_dir / SAMPLE).pairs[:1], torch.device("cpu"))
+    ours = ((apply_augment(pair, theta, torch.tensor([-1]))[0, 0] + 1) * 127.5).numpy()
+    original = np.asarray(target, np.float64)
+    assert np.abs(ours - pil_bilinear).mean() < 1.0     # same geometry, same filter: within a level
+    assert np.abs(ours - pil_lanczos).mean() < 2.5      # zi2zi's LANCZOS differs only at edges
+    assert np.abs(ours - original).mean() > 5           # and it did move the glyph
+
+
+def test_augmentation_distribution_matches_zi2zi():
+    n, w = 20000, 256
+    g = torch.Generator().manual_seed(0)
+    theta, blur = augment_params(n, w, w, rotate=True, blur=True, generator=g)
+    turned = theta[:, 0, 0] < 0
+    scale = theta[:, 0, 0].abs()
+    nw = torch.round(w / scale)
+    # the same draw as zi2zi: nw = int(m * w) + 1 with m ~ U(1, 1.05); shift ~ randint(0, nw - w - 1)
+    rng = random.Random(0)
+    ref_nw = torch.tensor([int(rng.uniform(1.0, 1.05) * w) + 1 for _ in range(n)], dtype=torch.float64)
+    assert nw.min() >= w + 1 and nw.max() <= int(1.05 * w) + 1
+    assert nw.mean().item() == pytest.approx(ref_nw.mean().item(), abs=0.1)
+    sign = torch.where(turned, -1.0, 1.0)
+    shift = torch.round(((sign * theta[:, 0, 2] + 1) * nw - w) / 2)
+    assert shift.min() == 0 and (shift <= nw - w - 1).all()
+    assert shift.float().mean().item() == pytest.approx(((nw - w - 1) / 2).mean().item(), abs=0.1)
+    assert turned.float().mean().item() == pytest.approx(0.05, abs=0.006)   # p 0.1, then 0 or 180
+    assert (blur >= 0).float().mean().item() == pytest.approx(0.2, abs=0.01)
+    assert set(blur[blur >= 0].tolist()) == {0, 1, 2}
+    bold, _ = augment_params(n, w, w, bold=True, generator=g)
+    assert torch.round(w / bold[:, 0, 0]).max() > int(1.15 * w)
+
+
+def test_both_halves_get_the_same_augmentation():
+    pair = torch.rand(4, 1, 64, 64) * 2 - 1
+    x = torch.cat([pair, pair], 1)
+    out = apply_augment(x, *augment_params(4, 64, 64, rotate=True, blur=True,
+                                           generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(out[:, 0], out[:, 1]) and not torch.equal(out, x)
+
+
+def test_resumed_epoch_sees_the_same_remaining_batches(reference_dir):
+    bank = PairBank.from_obj(reference_dir / SAMPLE)
+    it = BatchIterator(bank, 5, "cpu", augment=True, rotate=True, blur=True, seed=11)
+    full = list(it.epoch(2))
+    resumed = list(it.epoch(2, start_batch=2))
+    assert len(full) == 4 and len(resumed) == 2
+    for a, b in zip(full[2:], resumed):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(full[0][1], list(it.epoch(3))[0][1])  # another epoch, another order
+    labels, source, target = next(BatchIterator(bank, 5, "cpu", input_nc=3).epoch(0))
+    assert source.shape == (5, 3, 256, 256) and torch.equal(source[:, 0], source[:, 2])
+
+
+def test_fine_tune_labels_filter_the_bank(reference_dir):
+    from data.obj import ObjFormatError
+    assert len(PairBank.from_obj(reference_dir / SAMPLE, labels={2})) == 24
+    with pytest.raises(ObjFormatError, match="no record has a label in \\[0\\]"):
+        PairBank.from_obj(reference_dir / SAMPLE, labels={0})
+
+
+@pytest.mark.parametrize("options, tolerance", [(dict(channels_last=True), 1e-4), (dict(amp="bf16"), 5e-2)])
+def test_speed_options_keep_the_losses(options, tolerance):
+    batches = tiny_batches(2)
+    config = tiny_config(use_dropout=False, sn_generator=True, sn_discriminator=True)
+
+    def run(**kw):
+        torch.manual_seed(0)
+        model = Zi2ZiModel(config, TrainConfig(), "cpu", **kw)
+        return model, [model.optimize_parameters(*b) for b in batches]
+
+    _, plain = run()
+    model, fast = run(**options)
+    for a, b in zip(plain, fast):
+        for key in ("d_loss", "g_loss", "l1_loss"):
+            assert b[key] == pytest.approx(a[key], rel=tolerance), key
+    for _, layer in spectral_norm_layers(model.netG):  # SN's power iteration state stays float32
+        assert layer.weight_u.dtype == torch.float32 and torch.isfinite(layer.weight_u).all()
