@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from data.dataset import DatasetFromObj
-from data.loader import BatchIterator, PairBank, augment_batch
+from data.loader import (BatchIterator, PairBank, apply_augment, augment_params, augment_uint8,
+                         to_model_input)
 from data.obj import encode_image, write_obj
 from model import ModelConfig, TrainConfig, Zi2ZiModel
 from model.inference import generate
@@ -90,34 +91,48 @@ def synthetic_obj(path: Path, count: int, size: int, labels: int = 4) -> Path:
     return path
 
 
-def bench_data(obj: Path, device: torch.device, batch: int, seconds: float = 3.0) -> dict:
-    """Augmented pairs per second: zi2zi's per-item PIL path vs decode-once + batched augmentation."""
-    ds = DatasetFromObj(obj, 1, augment=True)
+def _rate(fn, items_per_call: int, seconds: float) -> float:
+    fn()
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        ds[n % len(ds)]
-        n += 1
-    baseline = n / (time.perf_counter() - start)
+        fn()
+        n += items_per_call
+    return n / (time.perf_counter() - start)
+
+
+def bench_data(obj: Path, batch: int = 64, seconds: float = 3.0) -> dict:
+    """Augmented 256 px pairs per second on the CPU: zi2zi's per-item PIL path vs ours."""
+    ds = DatasetFromObj(obj, 1, augment=True)
+    counter = iter(range(10 ** 9))
+    baseline = _rate(lambda: ds[next(counter) % len(ds)], 1, seconds)
     start = time.perf_counter()
     bank = PairBank.from_obj(obj)
     decode_s = time.perf_counter() - start
-    batches = BatchIterator(bank, batch, device, augment=True, seed=0)
-    n, start, epoch = 0, time.perf_counter(), 0
-    while time.perf_counter() - start < seconds:
-        for labels, real_A, real_B in batches.epoch(epoch):
-            n += len(labels)
-        epoch += 1
-        sync(device)
-    fast = n / (time.perf_counter() - start)
-    return {"baseline_pil_pairs_per_s": baseline, "fast_pairs_per_s": fast, "fast_speedup": fast / baseline,
-            "decode_once_s": decode_s, "pairs": len(bank), "image_size": bank.image_size}
+    g = torch.Generator().manual_seed(0)
+    h = bank.image_size
+
+    def draw_and_gather():
+        index = torch.randint(0, len(bank), (batch,), generator=g)
+        return bank.pairs[index], augment_params(batch, h, h, generator=g)
+    gather_only = _rate(draw_and_gather, batch, seconds)   # host work per batch when a GPU augments
+    uint8_aug = _rate(lambda: augment_uint8(*draw_and_gather()), batch, seconds)
+    batches = BatchIterator(bank, batch, "cpu", augment=True, seed=0)
+    epochs = iter(range(10 ** 9))
+    model_ready = _rate(lambda: sum(1 for _ in batches.epoch(next(epochs))), len(batches) * batch, seconds)
+    return {"baseline_pil_pairs_per_s": baseline, "uint8_augmented_pairs_per_s": uint8_aug,
+            "float_model_ready_pairs_per_s": model_ready, "gpu_path_host_pairs_per_s": gather_only,
+            "decode_once_s": decode_s, "pairs": len(bank), "image_size": h}
 
 
-def bench_augment_only(device: torch.device, size: int, batch: int, steps: int) -> float:
-    x = torch.rand(batch, 2, size, size, device=device) * 2 - 1
+def bench_device_augment(device: torch.device, size: int, batch: int, steps: int) -> float:
+    """Pairs per second through the batched grid_sample augmentation on `device`."""
+    x = torch.randint(0, 256, (batch, 2, size, size), dtype=torch.uint8, device=device)
     g = torch.Generator(device=device).manual_seed(0)
-    times = timed(lambda: augment_batch(x, generator=g), device, steps, 2)
-    return batch / statistics.median(times)
+
+    def once():
+        apply_augment(to_model_input(x, device), augment_params(batch, size, size, blur=True, rotate=True,
+                                                                generator=g, device=device))
+    return batch / statistics.median(timed(once, device, steps, 2))
 
 
 def bench_train(config: ModelConfig, device, batch: int, steps: int, warmup: int, amp="off",
@@ -164,7 +179,7 @@ def bench_infer(config: ModelConfig, device, batch: int, count: int, amp: str = 
 
     def once():
         with model.autocast():
-            generate(model.G, sources, labels, batch, device)
+            generate(model.G, sources, labels, batch, device, progress=False)
     once()  # warm-up
     times = timed(once, device, 2, 0)
     return count / min(times)
@@ -186,7 +201,7 @@ def check_equivalence(device, steps: int = 3) -> list[dict]:
     plain = losses()
     variants = {"channels_last": dict(channels_last=True), "amp bf16": dict(amp="bf16"),
                 "amp fp16": dict(amp="fp16"), "compile": dict(compile=True)}
-    tolerance = {"channels_last": 1e-3, "amp bf16": 5e-2, "amp fp16": 2e-2, "compile": 1e-3}
+    tolerance = {"channels_last": 1e-2, "amp bf16": 5e-2, "amp fp16": 2e-2, "compile": 1e-3}
     results = []
     for name, options in variants.items():
         if name == "amp fp16" and device.type != "cuda":
@@ -269,16 +284,15 @@ def main(argv=None):
         data_obj = synthetic_obj(Path(tmp) / "data.obj", 512, 256)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # the data target is per CPU core
-        results["data_pipeline_1_core"] = bench_data(data_obj, torch.device("cpu"), 64)
-        results["augment_only_1_core_pairs_per_s"] = bench_augment_only(torch.device("cpu"), 256, 64, 5)
+        results["data_pipeline_1_core"] = d = bench_data(data_obj)
         torch.set_num_threads(threads)
-        d = results["data_pipeline_1_core"]
-        print(f"data, one core, 256 px: baseline {d['baseline_pil_pairs_per_s']:.0f} pairs/s, fast "
-              f"{d['fast_pairs_per_s']:.0f} pairs/s ({d['fast_speedup']:.1f}x); decode once "
-              f"{d['decode_once_s']:.2f} s for {d['pairs']} pairs")
+        print(f"data, one CPU core, 256 px pairs/s: zi2zi PIL path {d['baseline_pil_pairs_per_s']:.0f}; "
+              f"uint8 augmented {d['uint8_augmented_pairs_per_s']:.0f}; float model-ready "
+              f"{d['float_model_ready_pairs_per_s']:.0f}; host work when the GPU augments "
+              f"{d['gpu_path_host_pairs_per_s']:.0f}; decode once {d['decode_once_s']:.2f} s for {d['pairs']} pairs")
         if cuda:
-            results["data_pipeline_device"] = bench_data(data_obj, device, 64)
-            print(f"data on {device}: fast {results['data_pipeline_device']['fast_pairs_per_s']:.0f} pairs/s")
+            results["gpu_augment_pairs_per_s"] = bench_device_augment(device, 256, 256, steps)
+            print(f"augmentation on {device}: {results['gpu_augment_pairs_per_s']:.0f} pairs/s")
     if args.check:
         results["equivalence"] = check_equivalence(device)
         for r in results["equivalence"]:

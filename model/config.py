@@ -11,6 +11,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from utils.errors import UserError
+
 NORMS = ("batch", "instance", "none")
 
 
@@ -22,8 +24,8 @@ def num_downs_for(image_size: int) -> int:
     five fixed levels, hence a power of two of at least 32.
     """
     if image_size < 32 or image_size & (image_size - 1):
-        raise ValueError(
-            f"image_size must be a power of two >= 32 (the U-Net halves it down to a "
+        raise UserError(
+            f"--image_size must be a power of two >= 32 (the U-Net halves it down to a "
             f"1x1 bottleneck where the style vector is joined); got {image_size}")
     return int(math.log2(image_size))
 
@@ -45,11 +47,11 @@ class ModelConfig:
     def __post_init__(self):
         for name in ("input_nc", "embedding_num", "embedding_dim", "ngf", "ndf"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+                raise UserError(f"--{name} must be >= 1; got {getattr(self, name)}")
         if self.input_nc not in (1, 3):
-            raise ValueError(f"input_nc must be 1 (grayscale) or 3 (RGB); got {self.input_nc}")
+            raise UserError(f"--input_nc must be 1 (grayscale) or 3 (RGB); got {self.input_nc}")
         if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {self.norm!r}")
+            raise UserError(f"--norm must be one of {', '.join(NORMS)}; got {self.norm!r}")
         num_downs_for(self.image_size)
 
     @property
@@ -64,7 +66,7 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}; "
+            raise UserError(f"unknown model config keys {sorted(unknown)}; "
                              f"was this checkpoint written by a newer version?")
         return cls(**values)
 
@@ -87,11 +89,11 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.lr <= 0 or (self.lr_D is not None and self.lr_D <= 0):
-            raise ValueError(f"learning rates must be > 0; got lr={self.lr}, lr_D={self.lr_D}")
+            raise UserError(f"--lr and --lr_D must be > 0; got {self.lr} and {self.lr_D}")
         if self.g_steps < 1:
-            raise ValueError(f"g_steps must be >= 1; got {self.g_steps}")
+            raise UserError(f"--g_steps must be >= 1; got {self.g_steps}")
         if self.schedule < 1:
-            raise ValueError(f"schedule must be >= 1 epoch; got {self.schedule}")
+            raise UserError(f"--schedule must be >= 1 epoch; got {self.schedule}")
 
     @property
     def discriminator_lr(self) -> float:

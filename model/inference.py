@@ -59,10 +59,11 @@ def sources_from_obj(obj_path: str | Path, input_nc: int) -> Sources:
 
 @torch.no_grad()
 def generate(netG: nn.Module, sources: torch.Tensor, labels: torch.Tensor, batch_size: int,
-             device: torch.device, desc: str = "generate") -> torch.Tensor:
+             device: torch.device, desc: str = "generate", progress: bool = True) -> torch.Tensor:
     """netG (eval mode) on every source with its label, in batches; returns CPU tensors."""
     out = []
-    for start in tqdm(range(0, len(sources), batch_size), desc=desc, unit="batch", leave=False):
+    for start in tqdm(range(0, len(sources), batch_size), desc=desc, unit="batch", leave=False,
+                      disable=not progress):
         x = sources[start:start + batch_size].to(device)
         y = labels[start:start + batch_size].to(device)
         fake, _ = netG(x, y)

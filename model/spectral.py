@@ -6,6 +6,8 @@ keys whether a network was trained with SN, and SN can be folded away for export
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 from torch.nn.utils import remove_spectral_norm, spectral_norm
@@ -25,6 +27,37 @@ class FP32SpectralNorm(SpectralNorm):
     def compute_weight(self, module: nn.Module, do_power_iteration: bool) -> torch.Tensor:
         with torch.autocast(device_type=module.weight_orig.device.type, enabled=False):
             return super().compute_weight(module, do_power_iteration)
+
+    # Run eagerly under torch.compile: the power iteration updates buffers in place,
+    # which traced graphs mishandle.
+    @torch.compiler.disable
+    def __call__(self, module: nn.Module, inputs) -> None:
+        cache = module.__dict__.get("_sn_weight_cache")
+        if cache:
+            setattr(module, self.name, cache[0])
+            return
+        weight = self.compute_weight(module, do_power_iteration=module.training)
+        setattr(module, self.name, weight)
+        if cache is not None:
+            cache.append(weight)
+
+
+@contextmanager
+def reuse_spectral_norm(layers: list[nn.Module]):
+    """Inside the block, each SN layer computes W / sigma (and its power iteration) once.
+
+    zi2zi calls G twice per forward (the image, then the encoder on the output) and
+    D twice per D step; within one such block the parameters are fixed and every call
+    joins one autograd graph, so the normalised weight can be shared instead of
+    recomputed. Outside the block every call recomputes, as plain spectral norm does.
+    """
+    for layer in layers:
+        layer.__dict__["_sn_weight_cache"] = []
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("_sn_weight_cache", None)
 
 
 def apply_spectral_norm(net: nn.Module) -> nn.Module:

@@ -21,6 +21,7 @@ from utils.errors import UserError
 from .config import ModelConfig, TrainConfig
 from .losses import BinaryLoss, CategoryLoss
 from .networks import build_discriminator, build_generator
+from .spectral import reuse_spectral_norm, spectral_norm_layers
 
 
 class NonFiniteLossError(UserError):
@@ -66,6 +67,8 @@ class Zi2ZiModel:
         # Compiled callables share parameters with netG/netD; the plain modules are saved.
         self.G = torch.compile(self.netG) if compile else self.netG
         self.D = torch.compile(self.netD) if compile else self.netD
+        self.sn_layers_G = [m for _, m in spectral_norm_layers(self.netG)]
+        self.sn_layers_D = [m for _, m in spectral_norm_layers(self.netD)]
         self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
@@ -114,7 +117,7 @@ class Zi2ZiModel:
 
     # ---------------------------------------------------------------- forward
     def forward(self) -> None:
-        with self.autocast():
+        with self.autocast(), reuse_spectral_norm(self.sn_layers_G):
             self._forward()
 
     def _forward(self) -> None:
@@ -130,7 +133,7 @@ class Zi2ZiModel:
             self.encoded_fake_flipped = self.G(self.fake_flipped).view(batch, -1)
 
     def backward_D(self) -> dict:
-        with self.autocast():
+        with self.autocast(), reuse_spectral_norm(self.sn_layers_D):
             stats = self._loss_D()
         self.scaler_D.scale(stats["d_loss"]).backward()
         return {k: v.detach() for k, v in stats.items()}
@@ -151,7 +154,7 @@ class Zi2ZiModel:
                 "d_fake_prob": torch.sigmoid(fake_logits.detach().float()).mean()}
 
     def backward_G(self) -> dict:
-        with self.autocast():
+        with self.autocast(), reuse_spectral_norm(self.sn_layers_D):
             stats = self._loss_G()
         self.scaler_G.scale(stats["g_loss"]).backward()
         return {k: v.detach() for k, v in stats.items()}

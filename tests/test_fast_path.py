@@ -8,7 +8,8 @@ from PIL import Image
 
 from conftest import tiny_batches, tiny_config
 from data.dataset import DatasetFromObj, augment_pair, split_pair
-from data.loader import BatchIterator, PairBank, apply_augment, augment_params, crop_theta, to_model_input
+from data.loader import (AugmentDraw, BatchIterator, PairBank, apply_augment, augment_params, augment_uint8,
+                         to_model_input)
 from model import TrainConfig, Zi2ZiModel
 from model.spectral import spectral_norm_layers
 
@@ -34,10 +35,13 @@ def test_batched_crop_matches_pil_resize_and_crop(reference_dir):
     box = (sx, sy, sx + w, sy + h)
     pil_bilinear = np.asarray(target.resize((nw, nh), Image.Resampling.BILINEAR).crop(box), np.float64)
     pil_lanczos = np.asarray(target.resize((nw, nh), Image.Resampling.LANCZOS).crop(box), np.float64)
-    theta = crop_theta(w, h, torch.tensor([nw * 1.0]), torch.tensor([nh * 1.0]), torch.tensor([sx * 1.0]),
-                       torch.tensor([sy * 1.0]))
-    pair = to_model_input(PairBank.from_obj(reference_dir / SAMPLE).pairs[:1], torch.device("cpu"))
-    ours = ((apply_augment(pair, theta, torch.tensor([-1]))[0, 0] + 1) * 127.5).numpy()
+    draw = AugmentDraw(torch.tensor([nw * 1.0]), torch.tensor([nh * 1.0]), torch.tensor([sx * 1.0]),
+                       torch.tensor([sy * 1.0]), torch.tensor([False]), torch.tensor([-1]))
+    pair_u8 = PairBank.from_obj(reference_dir / SAMPLE).pairs[:1]
+    pair = to_model_input(pair_u8, torch.device("cpu"))
+    ours = ((apply_augment(pair, draw)[0, 0] + 1) * 127.5).numpy()
+    ours_u8 = augment_uint8(pair_u8, draw)[0, 0].numpy().astype(np.float64)
+    assert np.abs(ours - ours_u8).mean() < 0.6   # the GPU and CPU paths agree
     original = np.asarray(target, np.float64)
     assert np.abs(ours - pil_bilinear).mean() < 1.0     # same geometry, same filter: within a level
     assert np.abs(ours - pil_lanczos).mean() < 2.5      # zi2zi's LANCZOS differs only at edges
@@ -47,8 +51,10 @@ def test_batched_crop_matches_pil_resize_and_crop(reference_dir):
 def test_augmentation_distribution_matches_zi2zi():
     n, w = 20000, 256
     g = torch.Generator().manual_seed(0)
-    theta, blur = augment_params(n, w, w, rotate=True, blur=True, generator=g)
+    draw = augment_params(n, w, w, rotate=True, blur=True, generator=g)
+    theta, blur = draw.theta(w, w), draw.blur_index
     turned = theta[:, 0, 0] < 0
+    assert torch.equal(turned, draw.turn)
     scale = theta[:, 0, 0].abs()
     nw = torch.round(w / scale)
     # the same draw as zi2zi: nw = int(m * w) + 1 with m ~ U(1, 1.05); shift ~ randint(0, nw - w - 1)
@@ -63,16 +69,19 @@ def test_augmentation_distribution_matches_zi2zi():
     assert turned.float().mean().item() == pytest.approx(0.05, abs=0.006)   # p 0.1, then 0 or 180
     assert (blur >= 0).float().mean().item() == pytest.approx(0.2, abs=0.01)
     assert set(blur[blur >= 0].tolist()) == {0, 1, 2}
-    bold, _ = augment_params(n, w, w, bold=True, generator=g)
-    assert torch.round(w / bold[:, 0, 0]).max() > int(1.15 * w)
+    bold = augment_params(n, w, w, bold=True, generator=g)
+    assert bold.nw.max() > int(1.15 * w)
 
 
 def test_both_halves_get_the_same_augmentation():
     pair = torch.rand(4, 1, 64, 64) * 2 - 1
     x = torch.cat([pair, pair], 1)
-    out = apply_augment(x, *augment_params(4, 64, 64, rotate=True, blur=True,
-                                           generator=torch.Generator().manual_seed(3)))
+    draw = augment_params(4, 64, 64, rotate=True, blur=True, generator=torch.Generator().manual_seed(3))
+    out = apply_augment(x, draw)
     assert torch.equal(out[:, 0], out[:, 1]) and not torch.equal(out, x)
+    x8 = torch.randint(0, 256, (4, 1, 64, 64), dtype=torch.uint8).expand(-1, 2, -1, -1).contiguous()
+    out8 = augment_uint8(x8, draw)
+    assert torch.equal(out8[:, 0], out8[:, 1]) and not torch.equal(out8, x8)
 
 
 def test_resumed_epoch_sees_the_same_remaining_batches(reference_dir):

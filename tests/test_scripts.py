@@ -130,6 +130,11 @@ def test_script_errors_are_one_line(experiment, tmp_path):
                    "style label 1 but --embedding_num is 1")
     one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
                           "--device", "cpu", check=False), "32px glyphs but --image_size is 256")
+    one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
+                          "--image_size", 100, "--device", "cpu", check=False), "--image_size must be a power of two")
+    one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
+                          "--image_size", 32, "--fine_tune", "7", "--device", "cpu", check=False),
+                   "no record has a label in \\[7\\]")
     bad = tmp_path / "bad"
     bad.mkdir()
     data = (experiment / "data" / "train.obj").read_bytes()

@@ -229,6 +229,7 @@ def test_unreadable_checkpoint_names_the_file(tmp_path):
         load_generator(tmp_path, 3, norm="batch")
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_code_is_refused(tmp_path):
     import pickle
     import os as os_module
