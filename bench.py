@@ -27,7 +27,7 @@ from data.dataset import DatasetFromObj
 from data.loader import (BatchIterator, PairBank, apply_augment, augment_params, augment_uint8,
                          to_model_input)
 from data.obj import encode_image, write_obj
-from model import ModelConfig, TrainConfig, Zi2ZiModel
+from model import ModelConfig, TrainConfig, Zi2ZiModel, build_generator
 from model.inference import generate
 from utils.cli import run
 from utils.device import resolve_device
@@ -171,15 +171,23 @@ def bench_pipeline(config: ModelConfig, obj: Path, device, batch: int, steps: in
 
 
 def bench_infer(config: ModelConfig, device, batch: int, count: int, amp: str = "off",
-                channels_last: bool = False) -> float:
+                channels_last: bool = True) -> float:
+    """Characters per second through infer.py's generate()."""
     torch.manual_seed(0)
-    model = Zi2ZiModel(config, TrainConfig(), device, is_training=False, amp=amp, channels_last=channels_last)
+    netG = build_generator(config).to(device).eval()
+    if not channels_last:  # the baseline: zi2zi-pytorch's plain NCHW forward
+        def forward(x, y):
+            return netG(x.contiguous(), y)
     sources = torch.rand(count, config.input_nc, config.image_size, config.image_size) * 2 - 1
     labels = torch.zeros(count, dtype=torch.long)
 
+    @torch.no_grad()
     def once():
-        with model.autocast():
-            generate(model.G, sources, labels, batch, device, progress=False)
+        if channels_last:
+            generate(netG, sources, labels, batch, device, progress=False, amp=amp)
+        else:
+            for start in range(0, count, batch):
+                forward(sources[start:start + batch].to(device), labels[start:start + batch].to(device))
     once()  # warm-up
     times = timed(once, device, 2, 0)
     return count / min(times)
@@ -274,9 +282,9 @@ def main(argv=None):
         infer_config = ModelConfig(embedding_num=4, use_dropout=False, **CONFIGS["small" if args.quick else "default"])
         count = 32 if not cuda else 256
         results["inference_chars_per_s"] = {
-            "fp32": bench_infer(infer_config, device, 16, count),
-            "fp32 channels_last": bench_infer(infer_config, device, 16, count, channels_last=True),
-            "bf16 channels_last": bench_infer(infer_config, device, 16, count, amp="bf16", channels_last=True),
+            "fp32 NCHW (zi2zi-pytorch's path)": bench_infer(infer_config, device, 16, count, channels_last=False),
+            "fp32 (infer.py default)": bench_infer(infer_config, device, 16, count),
+            "bf16 (infer.py --amp bf16)": bench_infer(infer_config, device, 16, count, amp="bf16"),
         }
         print("inference (batch 16): " + ", ".join(f"{k} {v:.1f} char/s"
                                                      for k, v in results["inference_chars_per_s"].items()))

@@ -54,6 +54,8 @@ def parse_args(argv=None):
     run_.add_argument("--batch_size", type=int, default=16)
     run_.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     run_.add_argument("--per_row", type=int, default=10, help="characters per line in the style grid")
+    run_.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off",
+                      help="mixed precision (bf16 is about 2x faster on CPUs with AVX-512 BF16)")
     arch = p.add_argument_group("architecture, for checkpoints without a config (zi2zi-pytorch)")
     arch.add_argument("--input_nc", type=int, choices=[1, 3])
     arch.add_argument("--embedding_num", type=int)
@@ -136,7 +138,7 @@ def main(argv=None):
         Path(args.experiment_dir or ckpt_dir.parent) / "infer" / str(step))
     save_dir.mkdir(parents=True, exist_ok=True)
     if labels is None:  # an .obj in its records' own styles: source | target | generated
-        fakes = generate(netG, sources.images, sources.labels, args.batch_size, device)
+        fakes = generate(netG, sources.images, sources.labels, args.batch_size, device, amp=args.amp)
         for label in sorted(set(sources.labels.tolist())):
             keep = (sources.labels == label).nonzero().flatten()
             subset = type(sources)(sources.images[keep], [sources.names[i] for i in keep],
@@ -146,7 +148,7 @@ def main(argv=None):
         sources.targets = None  # real targets exist only for the records' own styles
         for label in labels:
             fakes = generate(netG, sources.images, torch.full((len(sources.images),), label), args.batch_size,
-                             device, desc=f"style {label}")
+                             device, desc=f"style {label}", amp=args.amp)
             print(f"style {label}: {write_style(save_dir, label, sources, fakes, args.per_row)}")
     print(f"{len(sources.names)} character(s) from checkpoint step {step} written to {save_dir}")
     return 0

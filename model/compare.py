@@ -23,6 +23,7 @@ from utils.logs import read_jsonl
 
 from .checkpoint import available_steps, load_generator
 from .config import ModelConfig
+from .inference import generate
 from .evaluation import (METRICS, collapse_measures, is_collapsed, label_sensitivity, paired_bootstrap,
                          per_sample_metrics, stability_measures, to_unit)
 
@@ -120,14 +121,8 @@ def eval_set_from_fonts(src_font: str, dst_fonts: dict[int, str], chars: list[st
                    _group_by_source(sources, labels, c_list))
 
 
-@torch.no_grad()
 def _generate(netG, config: ModelConfig, sources: torch.Tensor, labels: torch.Tensor, device, batch_size: int):
-    out = []
-    for start in range(0, len(sources), batch_size):
-        x = sources[start:start + batch_size].expand(-1, config.input_nc, -1, -1).to(device)
-        fake, _ = netG(x, labels[start:start + batch_size].to(device))
-        out.append(fake.float().cpu())
-    return torch.cat(out)
+    return generate(netG, sources.expand(-1, config.input_nc, -1, -1), labels, batch_size, device, progress=False)
 
 
 def evaluate_checkpoint(run: RunSpec, step, evalset: EvalSet, device, batch_size: int) -> dict:

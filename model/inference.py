@@ -59,14 +59,24 @@ def sources_from_obj(obj_path: str | Path, input_nc: int) -> Sources:
 
 @torch.no_grad()
 def generate(netG: nn.Module, sources: torch.Tensor, labels: torch.Tensor, batch_size: int,
-             device: torch.device, desc: str = "generate", progress: bool = True) -> torch.Tensor:
-    """netG (eval mode) on every source with its label, in batches; returns CPU tensors."""
+             device: torch.device, desc: str = "generate", progress: bool = True,
+             amp: str = "off") -> torch.Tensor:
+    """netG (eval mode) on every source with its label, in batches; returns CPU tensors.
+
+    Activations run channels-last (NHWC), which oneDNN and cuDNN convolve faster;
+    `amp` "bf16"/"fp16" runs under autocast (bf16 doubles CPU speed where AVX-512 BF16
+    exists, at a small cost in precision).
+    """
+    device = torch.device(device)
+    netG.to(memory_format=torch.channels_last)
+    dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
     out = []
     for start in tqdm(range(0, len(sources), batch_size), desc=desc, unit="batch", leave=False,
                       disable=not progress):
-        x = sources[start:start + batch_size].to(device)
+        x = sources[start:start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
         y = labels[start:start + batch_size].to(device)
-        fake, _ = netG(x, y)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            fake, _ = netG(x, y)
         out.append(fake.float().cpu())
     return torch.cat(out)
 

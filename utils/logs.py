@@ -69,19 +69,21 @@ def plot_training_log(rows_by_run: dict[str, list[dict]], path: str | Path,
     cols = 2
     fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(11, 2.6 * -(-len(panels) // cols)),
                              squeeze=False)
+    colors = {name: f"C{i % 10}" for i, name in enumerate(rows_by_run)}  # one colour per run everywhere
     for ax, (key, title) in zip(axes.flat, panels):
         for name, rows in rows_by_run.items():
             pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             if pts:
-                ax.plot(*zip(*pts), label=name, linewidth=1, marker="o" if len(pts) < 20 else None,
-                        markersize=3)
+                ax.plot(*zip(*pts), label=name, color=colors[name], linewidth=1,
+                        marker="o" if len(pts) < 20 else None, markersize=3)
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
         if key in ("g_grad_norm", "d_grad_norm"):
             ax.set_yscale("log")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    handles = [plt.Line2D([], [], color=c, label=n) for n, c in colors.items()]
+    axes.flat[0].legend(handles=handles, fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("step", fontsize=8)
     fig.tight_layout()
