@@ -220,7 +220,8 @@ class BatchIterator:
                 # The uint8 bank fits with room to spare: keep it on the GPU, no copies per step.
                 # A larger one stays on the host and each batch (uint8, 4x smaller than
                 # float) is gathered and copied over.
-                self.pairs, self.labels = bank.pairs.to(self.device), bank.labels.to(self.device)
+                # Labels stay on the host: checking them costs no device sync.
+                self.pairs = bank.pairs.to(self.device)
 
     def __len__(self) -> int:
         n = len(self.bank)
@@ -256,4 +257,4 @@ class BatchIterator:
             if self.input_nc > 1:
                 target = target.expand(-1, self.input_nc, -1, -1)
                 source = source.expand(-1, self.input_nc, -1, -1)
-            yield self.labels[index.to(self.labels.device)], source, target
+            yield self.labels[index], source, target

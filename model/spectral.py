@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import remove_spectral_norm, spectral_norm
 from torch.nn.utils.spectral_norm import SpectralNorm
@@ -17,16 +18,52 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 SN_LAYER_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
+class _ScaleBy(torch.autograd.Function):
+    """weight * scale for a 0-d scale, with a backward that makes no full-size temporaries.
+
+    Autograd's own backward of `weight / sigma` builds -grad * weight / sigma**2 in
+    several full-size passes; here the scale's gradient is one dot product.
+    """
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(weight, scale)
+        return weight * scale
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        weight, scale = ctx.saved_tensors
+        grad_weight = grad * scale if ctx.needs_input_grad[0] else None
+        grad_scale = (torch.dot(grad.reshape(-1), weight.reshape(-1)).reshape(scale.shape)
+                      if ctx.needs_input_grad[1] else None)
+        return grad_weight, grad_scale
+
+
 class FP32SpectralNorm(SpectralNorm):
-    """SpectralNorm whose power iteration and division run in float32 under autocast.
+    """torch's SpectralNorm, computed in float32 under autocast and with a leaner backward.
 
     Under bf16/fp16 autocast, `torch.mv` would run in half precision and the sigma
     estimate would drift; the weight it returns is cast down by the layer as usual.
+    The power iteration is torch's own (same u/v updates, same clones).
     """
 
     def compute_weight(self, module: nn.Module, do_power_iteration: bool) -> torch.Tensor:
         with torch.autocast(device_type=module.weight_orig.device.type, enabled=False):
-            return super().compute_weight(module, do_power_iteration)
+            weight = getattr(module, self.name + "_orig")
+            u = getattr(module, self.name + "_u")
+            v = getattr(module, self.name + "_v")
+            weight_mat = self.reshape_weight_to_matrix(weight)
+            if do_power_iteration:
+                with torch.no_grad():
+                    for _ in range(self.n_power_iterations):
+                        v = F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps, out=v)
+                        u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps, out=u)
+                    if self.n_power_iterations > 0:
+                        # clones so autograd keeps the u, v this sigma was computed with
+                        u = u.clone(memory_format=torch.contiguous_format)
+                        v = v.clone(memory_format=torch.contiguous_format)
+            sigma = torch.dot(u, torch.mv(weight_mat, v))
+            return _ScaleBy.apply(weight, 1.0 / sigma)
 
     # Run eagerly under torch.compile: the power iteration updates buffers in place,
     # which traced graphs mishandle.

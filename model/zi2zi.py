@@ -34,8 +34,12 @@ def set_requires_grad(net: nn.Module, requires_grad: bool) -> None:
 
 
 def _grad_norm(net: nn.Module) -> torch.Tensor:
-    norms = [p.grad.detach().norm() for p in net.parameters() if p.grad is not None]
-    return torch.stack(norms).norm() if norms else torch.zeros(())
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: one fused foreach kernel
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.stack([g.detach().norm() for g in grads]).norm()
 
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -185,3 +185,25 @@ def test_apply_spectral_norm_is_idempotent():
     keys = set(D.state_dict())
     apply_spectral_norm(D)
     assert set(D.state_dict()) == keys
+
+
+def test_spectral_norm_matches_torch_forward_and_gradients():
+    import copy
+    from torch.autograd import gradcheck
+    from model.spectral import _ScaleBy
+    torch.manual_seed(0)
+    for layer in (nn.Conv2d(3, 5, 3), nn.ConvTranspose2d(4, 6, 4, 2, 1), nn.Linear(7, 2)):
+        ours = apply_spectral_norm(copy.deepcopy(layer))
+        ref = torch.nn.utils.spectral_norm(copy.deepcopy(layer))
+        ref.weight_orig.data.copy_(ours.weight_orig)
+        ref.weight_u.copy_(ours.weight_u)
+        ref.weight_v.copy_(ours.weight_v)
+        x = torch.randn(2, 7) if isinstance(layer, nn.Linear) else torch.randn(2, layer.in_channels, 8, 8)
+        for net in (ours, ref):
+            net(x).square().sum().backward()
+        assert torch.allclose(ours.weight, ref.weight, atol=1e-6)
+        assert torch.allclose(ours.weight_orig.grad, ref.weight_orig.grad, atol=1e-5)
+        assert torch.allclose(ours.weight_u, ref.weight_u, atol=1e-6)
+    w = torch.randn(5, 4, dtype=torch.double, requires_grad=True)
+    s = torch.tensor(0.7, dtype=torch.double, requires_grad=True)
+    assert gradcheck(_ScaleBy.apply, (w, s))

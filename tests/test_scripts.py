@@ -169,3 +169,14 @@ def test_ctrl_c_saves_a_checkpoint(experiment, tmp_path):
     resumed = script("train.py", "--experiment_dir", exp, "--resume", "latest", "--max_steps", steps[0] + 1,
                      "--device", "cpu")
     assert f"resuming step {steps[0]}" in resumed.stdout
+
+
+def test_bench_writes_its_numbers(tmp_path):
+    out = tmp_path / "bench.json"
+    script("bench.py", "--device", "cpu", "--quick", "--steps", 1, "--skip", "pipeline", "data", "--out", out)
+    results = json.loads(out.read_text())
+    assert results["machine"]["device"] == "cpu" and results["machine"]["cpu_cores"] >= 1
+    assert set(results["train"]) == {"small SN off", "small SN D", "small SN G+D"}
+    assert all(r["img_per_s"] > 0 for r in results["train"].values())
+    assert set(results["small_sn_cost"]) == {"D", "G+D"}
+    assert all(v > 0 for v in results["inference_chars_per_s"].values())
