@@ -18,25 +18,32 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 SN_LAYER_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
-class _ScaleBy(torch.autograd.Function):
-    """weight * scale for a 0-d scale, with a backward that makes no full-size temporaries.
+class _DivideBySigma(torch.autograd.Function):
+    """weight / sigma with sigma = u^T W v (u, v held fixed), with a lean backward.
 
-    Autograd's own backward of `weight / sigma` builds -grad * weight / sigma**2 in
-    several full-size passes; here the scale's gradient is one dot product.
+    The gradient is grad / sigma - (<grad, W> / sigma^2) u v^T. Autograd, left to itself,
+    builds it from several full-size temporaries plus a second matrix-vector product
+    and a permuted copy; here it is one dot product and one fused multiply-add, with
+    u v^T broadcast instead of materialised.
     """
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(weight, scale)
-        return weight * scale
+    def forward(ctx, weight, sigma, u, v, dim: int):
+        ctx.save_for_backward(weight, sigma, u, v)
+        ctx.dim = dim
+        return weight / sigma
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        weight, scale = ctx.saved_tensors
-        grad_weight = grad * scale if ctx.needs_input_grad[0] else None
-        grad_scale = (torch.dot(grad.reshape(-1), weight.reshape(-1)).reshape(scale.shape)
-                      if ctx.needs_input_grad[1] else None)
-        return grad_weight, grad_scale
+    def backward(ctx, grad):
+        weight, sigma, u, v = ctx.saved_tensors
+        u_shape = [1] * weight.dim()
+        u_shape[ctx.dim] = -1
+        v_shape = list(weight.shape)
+        v_shape[ctx.dim] = 1  # v runs over the other dimensions, in order
+        coeff = -torch.dot(grad.reshape(-1), weight.reshape(-1)) / sigma ** 2
+        grad_weight = grad / sigma
+        grad_weight.addcmul_(u.view(u_shape), v.view(v_shape) * coeff)
+        return grad_weight, None, None, None, None
 
 
 class FP32SpectralNorm(SpectralNorm):
@@ -44,26 +51,28 @@ class FP32SpectralNorm(SpectralNorm):
 
     Under bf16/fp16 autocast, `torch.mv` would run in half precision and the sigma
     estimate would drift; the weight it returns is cast down by the layer as usual.
-    The power iteration is torch's own (same u/v updates, same clones).
+    The power iteration and sigma are torch's (the same u/v updates); sigma reuses the
+    iteration's last W v instead of computing it again.
     """
 
     def compute_weight(self, module: nn.Module, do_power_iteration: bool) -> torch.Tensor:
-        with torch.autocast(device_type=module.weight_orig.device.type, enabled=False):
-            weight = getattr(module, self.name + "_orig")
-            u = getattr(module, self.name + "_u")
-            v = getattr(module, self.name + "_v")
+        weight = getattr(module, self.name + "_orig")
+        u = getattr(module, self.name + "_u")
+        v = getattr(module, self.name + "_v")
+        with torch.autocast(device_type=weight.device.type, enabled=False), torch.no_grad():
             weight_mat = self.reshape_weight_to_matrix(weight)
+            wv = None
             if do_power_iteration:
-                with torch.no_grad():
-                    for _ in range(self.n_power_iterations):
-                        v = F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps, out=v)
-                        u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps, out=u)
-                    if self.n_power_iterations > 0:
-                        # clones so autograd keeps the u, v this sigma was computed with
-                        u = u.clone(memory_format=torch.contiguous_format)
-                        v = v.clone(memory_format=torch.contiguous_format)
-            sigma = torch.dot(u, torch.mv(weight_mat, v))
-            return _ScaleBy.apply(weight, 1.0 / sigma)
+                for _ in range(self.n_power_iterations):
+                    v = F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps, out=v)
+                    wv = torch.mv(weight_mat, v)
+                    u = F.normalize(wv, dim=0, eps=self.eps, out=u)
+            if wv is None:
+                wv = torch.mv(weight_mat, v)
+            sigma = torch.dot(u, wv)
+            # the buffers are updated in place by later iterations; backward needs these
+            u, v = u.clone(), v.clone()
+        return _DivideBySigma.apply(weight, sigma, u, v, self.dim)
 
     # Run eagerly under torch.compile: the power iteration updates buffers in place,
     # which traced graphs mishandle.

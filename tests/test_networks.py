@@ -189,8 +189,7 @@ def test_apply_spectral_norm_is_idempotent():
 
 def test_spectral_norm_matches_torch_forward_and_gradients():
     import copy
-    from torch.autograd import gradcheck
-    from model.spectral import _ScaleBy
+    from model.spectral import _DivideBySigma
     torch.manual_seed(0)
     for layer in (nn.Conv2d(3, 5, 3), nn.ConvTranspose2d(4, 6, 4, 2, 1), nn.Linear(7, 2)):
         ours = apply_spectral_norm(copy.deepcopy(layer))
@@ -204,6 +203,19 @@ def test_spectral_norm_matches_torch_forward_and_gradients():
         assert torch.allclose(ours.weight, ref.weight, atol=1e-6)
         assert torch.allclose(ours.weight_orig.grad, ref.weight_orig.grad, atol=1e-5)
         assert torch.allclose(ours.weight_u, ref.weight_u, atol=1e-6)
-    w = torch.randn(5, 4, dtype=torch.double, requires_grad=True)
-    s = torch.tensor(0.7, dtype=torch.double, requires_grad=True)
-    assert gradcheck(_ScaleBy.apply, (w, s))
+    # the hand-written backward against finite differences, sigma held as u^T W v
+    w = torch.randn(3, 4, 2, 2, dtype=torch.double, requires_grad=True)
+    u = torch.nn.functional.normalize(torch.randn(4, dtype=torch.double), dim=0)
+    v = torch.nn.functional.normalize(torch.randn(12, dtype=torch.double), dim=0)
+
+    def normalised(weight):
+        with torch.no_grad():  # the Function's backward carries sigma's dependence on W
+            sigma = torch.dot(u, torch.mv(weight.transpose(0, 1).reshape(4, -1), v))
+        return _DivideBySigma.apply(weight, sigma, u, v, 1)
+
+    def reference(weight):
+        return weight / torch.dot(u, torch.mv(weight.transpose(0, 1).reshape(4, -1), v))
+    g = torch.randn(3, 4, 2, 2, dtype=torch.double)
+    ours_grad, = torch.autograd.grad((normalised(w) * g).sum(), w)
+    ref_grad, = torch.autograd.grad((reference(w) * g).sum(), w)
+    assert torch.allclose(ours_grad, ref_grad, atol=1e-12)
