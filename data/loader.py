@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import random
 from dataclasses import dataclass
 from multiprocessing import Pool
 
@@ -73,9 +74,33 @@ class PairBank:
     def image_size(self) -> int:
         return self.pairs.shape[-1]
 
+    def model_tensors(self, index=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(labels, target, source) of the chosen records, images (N, 1, H, W) in [-1, 1]."""
+        index = slice(None) if index is None else index
+        pairs = to_model_input(self.pairs[index], torch.device("cpu"))
+        return self.labels[index], pairs[:, :1], pairs[:, 1:]
+
     @property
     def nbytes(self) -> int:
         return self.pairs.numel() * self.pairs.element_size()
+
+
+def label_balanced(labels: list[int], count: int, seed: int | None = None) -> list[int]:
+    """Up to `count` indices taking each label in turn (shuffled within a label when seeded)."""
+    by_label: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    if seed is not None:
+        rng = random.Random(seed)
+        for indices in by_label.values():
+            rng.shuffle(indices)
+    picked, rank = [], 0
+    while len(picked) < min(count, len(labels)):
+        for indices in by_label.values():
+            if rank < len(indices) and len(picked) < count:
+                picked.append(indices[rank])
+        rank += 1
+    return picked
 
 
 def gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
@@ -184,13 +209,6 @@ def augment_uint8(pairs: torch.Tensor, draw: AugmentDraw) -> torch.Tensor:
         crop = big[0, :, sy:sy + h, sx:sx + w]
         out[i] = crop.flip(1, 2) if turns[i] else crop
     return out
-
-
-def augment_batch(pairs: torch.Tensor, bold: bool = False, rotate: bool = False, blur: bool = False,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """zi2zi's augmentation for a float batch (B, 2, H, W) in [-1, 1]."""
-    b, _, h, w = pairs.shape
-    return apply_augment(pairs, augment_params(b, h, w, bold, rotate, blur, generator, pairs.device))
 
 
 def to_model_input(pairs_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:

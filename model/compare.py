@@ -13,9 +13,9 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from data.dataset import to_tensor
 from data.loader import PairBank
 from data.render import Font, RenderSettings, render_char
 from utils.errors import UserError
@@ -88,8 +88,7 @@ def eval_set_from_obj(obj_path: str | Path, limit: int | None = None, seed: int 
     index = list(range(len(bank)))
     if limit is not None and limit < len(index):
         index = sorted(random.Random(seed).sample(index, limit))
-    pairs = bank.pairs[index].float().div(127.5).sub(1.0)
-    sources, targets, labels = pairs[:, 1:], pairs[:, :1], bank.labels[index]
+    labels, targets, sources = bank.model_tensors(index)
     chars = [None] * len(index)
     return EvalSet(sources, targets, labels, chars, f"{obj_path} ({len(index)} pairs)",
                    _group_by_source(bank.pairs[index][:, 1], labels, chars))
@@ -108,8 +107,8 @@ def eval_set_from_fonts(src_font: str, dst_fonts: dict[int, str], chars: list[st
             s, t = render_char(src, ch, settings), render_char(dst, ch, settings)
             if s is None or t is None:
                 continue
-            s_list.append(torch.from_numpy(np.asarray(s, np.float32) / 127.5 - 1).unsqueeze(0))
-            t_list.append(torch.from_numpy(np.asarray(t, np.float32) / 127.5 - 1).unsqueeze(0))
+            s_list.append(to_tensor(s, 1))
+            t_list.append(to_tensor(t, 1))
             l_list.append(label)
             c_list.append(ch)
     if not s_list:

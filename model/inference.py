@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from data.dataset import to_tensor
 from data.render import Font, RenderSettings, render_char
 from utils.errors import UserError
 from utils.images import glyph_image, grid_image, text_grid
@@ -40,8 +40,7 @@ def sources_from_text(text: str, font: Font, settings: RenderSettings, input_nc:
         if img is None:
             skipped.append(ch)
             continue
-        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0)
-        images.append(x.unsqueeze(0).expand(input_nc, -1, -1))
+        images.append(to_tensor(img, input_nc))
         kept.append(ch)
     if not kept:
         raise UserError(f"--src_font {font.path} has none of the {len(chars)} characters to render")
@@ -51,10 +50,10 @@ def sources_from_text(text: str, font: Font, settings: RenderSettings, input_nc:
 def sources_from_obj(obj_path: str | Path, input_nc: int) -> Sources:
     from data.loader import PairBank
     bank = PairBank.from_obj(obj_path)
-    pairs = bank.pairs.float().div(127.5).sub(1.0)
+    labels, target, source = bank.model_tensors()
     expand = (-1, input_nc, -1, -1)
-    return Sources(pairs[:, 1:].expand(*expand), [f"{i:05d}" for i in range(len(bank))], [None] * len(bank),
-                   labels=bank.labels, targets=pairs[:, :1].expand(*expand))
+    return Sources(source.expand(*expand), [f"{i:05d}" for i in range(len(bank))], [None] * len(bank),
+                   labels=labels, targets=target.expand(*expand))
 
 
 @torch.no_grad()

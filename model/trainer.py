@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from data.dataset import DatasetFromObj
-from data.loader import BatchIterator, PairBank
+from data.loader import BatchIterator, PairBank, label_balanced
 from utils.errors import UserError
 from utils.images import save_sample_grid
 from utils.logs import JsonlLogger, plot_training_log, truncate_after_step
@@ -92,18 +92,9 @@ class PilBatches:
 def _sample_batch(obj_path: Path, count: int, input_nc: int):
     """A fixed, label-balanced batch of val pairs (no augmentation) for sample grids."""
     bank = PairBank.from_obj(obj_path)
-    by_label: dict[int, list[int]] = {}
-    for i, label in enumerate(bank.labels.tolist()):
-        by_label.setdefault(label, []).append(i)
-    picked, rank = [], 0
-    while len(picked) < min(count, len(bank)):
-        for indices in by_label.values():
-            if rank < len(indices) and len(picked) < count:
-                picked.append(indices[rank])
-        rank += 1
-    pairs = bank.pairs[picked].float().div(127.5).sub(1.0)
+    labels, target, source = bank.model_tensors(label_balanced(bank.labels.tolist(), count))
     expand = (-1, input_nc, -1, -1)
-    return bank.labels[picked], pairs[:, 1:].expand(*expand), pairs[:, :1].expand(*expand)
+    return labels, source.expand(*expand), target.expand(*expand)
 
 
 class Trainer:

@@ -5,11 +5,12 @@ import base64
 import html
 import json
 import math
-import random
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
+
+from data.loader import label_balanced
 
 from .images import grid_image
 from .logs import plot_training_log
@@ -57,18 +58,7 @@ def to_json(report: dict) -> dict:
 
 def comparison_grid(report: dict, evalset, path: Path, count: int = 12, seed: int = 0) -> Path:
     """source | target | run A | run B ... for a fixed, label-balanced sample."""
-    rng = random.Random(seed)
-    by_label: dict[int, list[int]] = {}
-    for i, label in enumerate(evalset.labels.tolist()):
-        by_label.setdefault(label, []).append(i)
-    for indices in by_label.values():
-        rng.shuffle(indices)
-    picked, rank = [], 0
-    while len(picked) < min(count, len(evalset.labels)):
-        for indices in by_label.values():
-            if rank < len(indices) and len(picked) < count:
-                picked.append(indices[rank])
-        rank += 1
+    picked = label_balanced(evalset.labels.tolist(), count, seed)
     columns = [evalset.sources[picked], evalset.targets[picked]] + [r["fake"][picked] for r in report["runs"]]
     grid = grid_image(columns, rows_per_block=len(picked), pad=2)
     header = 16
