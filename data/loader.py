@@ -20,10 +20,13 @@ import random
 from dataclasses import dataclass
 from multiprocessing import Pool
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tqdm import tqdm
 
 from .dataset import (BLUR_PROB, BLUR_SIGMAS, BOLD_SCALE_MAX, ROTATE_ANGLES, ROTATE_PROB,
                       SCALE_MAX)
@@ -56,12 +59,14 @@ class PairBank:
             if not records:
                 raise ObjFormatError(f"{obj_path}: no record has a label in {sorted(labels)}")
         items = [(i, r.image_bytes) for i, r in enumerate(records)]
+        progress = dict(total=len(items), desc=f"decode {Path(obj_path).name}", unit="pair", leave=False,
+                        disable=len(items) < 2000)
         try:
             if num_workers > 0 and len(items) > 256:
                 with Pool(num_workers) as pool:
-                    arrays = pool.map(_decode, items, chunksize=64)
+                    arrays = list(tqdm(pool.imap(_decode, items, chunksize=64), **progress))
             else:
-                arrays = [_decode(item) for item in items]
+                arrays = [_decode(item) for item in tqdm(items, **progress)]
         except ValueError as err:
             raise ObjFormatError(f"{obj_path}: {err}") from None
         pairs = torch.from_numpy(np.stack(arrays))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from data.dataset import to_tensor
 from data.loader import PairBank
@@ -165,7 +166,7 @@ def checkpoint_series(run: RunSpec, evalset: EvalSet, device, batch_size: int, c
     if len(steps) > count:
         steps = [steps[round(i * (len(steps) - 1) / (count - 1))] for i in range(count)] if count > 1 else steps[-1:]
     series = []
-    for step in dict.fromkeys(steps):
+    for step in tqdm(list(dict.fromkeys(steps)), desc=f"checkpoints of {run.name}", unit="ckpt", leave=False):
         r = evaluate_checkpoint(run, step, evalset, device, batch_size)
         series.append({"step": step, **{k: v.mean().item() for k, v in r["metrics"].items()},
                        "diversity_ratio": r["collapse"]["diversity_ratio"]})
@@ -194,7 +195,7 @@ def compare_runs(runs: list[RunSpec], evalset: EvalSet, device, batch_size: int 
     if len(set(names)) != len(names):
         raise UserError(f"run names must differ ({', '.join(names)}); name them with DIR=NAME")
     results = []
-    for run in runs:
+    for run in tqdm(runs, desc="runs", unit="run", leave=False):
         r = evaluate_checkpoint(run, run.step, evalset, device, batch_size)
         # the run's log up to the evaluated checkpoint
         rows = [row for row in read_jsonl(run.experiment_dir / "logs" / "train.jsonl")

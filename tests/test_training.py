@@ -115,6 +115,8 @@ def test_device_resolution():
     assert resolve_device("cpu").type == "cpu"
     with pytest.raises(UserError, match="--device"):
         resolve_device("tpu")
+    with pytest.raises(UserError, match="not both"):
+        resolve_device("cpu", gpu_ids="0")
     if torch.cuda.is_available():
         assert resolve_device(None).type == "cuda"
         assert resolve_device(None, gpu_ids="0") == torch.device("cuda:0")

@@ -8,6 +8,8 @@ from .errors import UserError
 
 def resolve_device(name: str | None = None, gpu_ids: str | None = None) -> torch.device:
     """`--device` (cpu, cuda, cuda:N) or zi2zi's `--gpu_ids`; default CUDA when available."""
+    if name is not None and gpu_ids:
+        raise UserError("give either --device or zi2zi's --gpu_ids, not both")
     if name is None and gpu_ids:
         first = gpu_ids.split(",")[0].strip()
         if not first.isdigit():
