@@ -180,3 +180,23 @@ def test_bench_writes_its_numbers(tmp_path):
     assert all(r["img_per_s"] > 0 for r in results["train"].values())
     assert set(results["small_sn_cost"]) == {"D", "G+D"}
     assert all(v > 0 for v in results["inference_chars_per_s"].values())
+
+
+def test_train_options_take_effect(experiment, tmp_path):
+    exp = tmp_path / "options"
+    script("train.py", "--experiment_dir", exp, "--data_dir", experiment / "data", "--image_size", 32,
+           "--ngf", 8, "--ndf", 8, "--embedding_num", 2, "--batch_size", 4, "--max_steps", 2, "--loader", "pil",
+           "--flip_labels", "--freeze_encoder", "--fine_tune", "1", "--inst_norm", "--lr_D", "0.004",
+           "--g_steps", 1, "--amp", "bf16", "--channels_last", "--rotate", "--blur", "--bold", "--device", "cpu")
+    config = json.loads((exp / "config.json").read_text())
+    assert config["model_config"]["norm"] == "instance" and config["amp"] == "bf16"
+    assert config["train_config"]["flip_labels"] and config["train_config"]["freeze_encoder"]
+    assert config["train_config"]["g_steps"] == 1 and config["data"]["labels"] == [1]
+    assert config["data"]["train_pairs"] == 15  # only label 1
+    log = json.loads((exp / "logs" / "train.jsonl").read_text().splitlines()[-1])
+    assert log["lr_D"] == 0.004 and log["lr_G"] == 0.001
+    state = torch.load(exp / "checkpoint" / "2_state.pth", weights_only=True)
+    assert int(next(iter(state["optimizer_G"]["state"].values()))["step"]) == 2  # g_steps 1, 2 steps
+    one_line_error(script("train.py", "--experiment_dir", tmp_path / "x", "--data_dir", experiment / "data",
+                          "--inst_norm", "--norm", "batch", "--device", "cpu", check=False),
+                   "--inst_norm contradicts --norm batch")
