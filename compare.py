@@ -20,6 +20,7 @@ import argparse
 import torch
 
 from data.charsets import load_charset
+from model.checkpoint import model_config_of, resolve_step
 from model.compare import RunSpec, compare_runs, eval_set_from_fonts, eval_set_from_obj
 from utils.cli import run
 from utils.device import resolve_device
@@ -65,8 +66,8 @@ def main(argv=None):
             dst[int(label)] = path
         if not dst:
             raise UserError("--src_font needs at least one --dst_font LABEL=FONT")
-        from model.checkpoint import load_generator
-        _, config, _ = load_generator(runs[0].checkpoint_dir, runs[0].step)
+        # the glyph size to render at: read from the first run's config, no weights loaded
+        config = model_config_of(runs[0].checkpoint_dir, resolve_step(runs[0].checkpoint_dir, runs[0].step))
         evalset = eval_set_from_fonts(args.src_font, dst, load_charset(args.charset), config.image_size,
                                       args.max_samples, args.seed)
     print(f"evaluation set: {evalset.description}")

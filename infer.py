@@ -21,7 +21,7 @@ import torch
 
 from data.render import Font, RenderSettings
 from model.checkpoint import export_plain_generator, load_generator
-from model.inference import generate, sources_from_obj, sources_from_text, write_style
+from model.inference import Sources, generate, sources_from_obj, sources_from_text, write_style
 from utils.cli import run
 from utils.device import resolve_device
 from utils.errors import UserError
@@ -141,7 +141,7 @@ def main(argv=None):
         fakes = generate(netG, sources.images, sources.labels, args.batch_size, device, amp=args.amp)
         for label in sorted(set(sources.labels.tolist())):
             keep = (sources.labels == label).nonzero().flatten()
-            subset = type(sources)(sources.images[keep], [sources.names[i] for i in keep],
+            subset = Sources(sources.images[keep], [sources.names[i] for i in keep],
                                    [None] * len(keep), sources.labels[keep], sources.targets[keep])
             print(f"style {label}: {write_style(save_dir, label, subset, fakes[keep], args.per_row)}")
     else:

@@ -158,8 +158,13 @@ def summarize(per_sample: dict[str, torch.Tensor], labels: torch.Tensor) -> dict
     return {"overall": overall, "by_label": by_label}
 
 
-def checkpoint_series(run: RunSpec, evalset: EvalSet, device, batch_size: int, count: int) -> list[dict]:
-    """Mean metrics and diversity at up to `count` evenly spaced checkpoints of a run."""
+def checkpoint_series(run: RunSpec, evalset: EvalSet, device, batch_size: int, count: int,
+                      evaluated: dict | None = None) -> list[dict]:
+    """Mean metrics and diversity at up to `count` evenly spaced checkpoints of a run.
+
+    `evaluated` maps steps already evaluated to their results, which are reused.
+    """
+    evaluated = evaluated or {}
     steps = available_steps(run.checkpoint_dir)
     if count <= 0 or not steps:
         return []
@@ -167,7 +172,7 @@ def checkpoint_series(run: RunSpec, evalset: EvalSet, device, batch_size: int, c
         steps = [steps[round(i * (len(steps) - 1) / (count - 1))] for i in range(count)] if count > 1 else steps[-1:]
     series = []
     for step in tqdm(list(dict.fromkeys(steps)), desc=f"checkpoints of {run.name}", unit="ckpt", leave=False):
-        r = evaluate_checkpoint(run, step, evalset, device, batch_size)
+        r = evaluated.get(step) or evaluate_checkpoint(run, step, evalset, device, batch_size)
         series.append({"step": step, **{k: v.mean().item() for k, v in r["metrics"].items()},
                        "diversity_ratio": r["collapse"]["diversity_ratio"]})
     return series
@@ -203,7 +208,7 @@ def compare_runs(runs: list[RunSpec], evalset: EvalSet, device, batch_size: int 
         r.update(name=run.name, experiment_dir=str(run.experiment_dir), summary=summarize(r["metrics"], evalset.labels),
                  collapsed=is_collapsed(r["collapse"]), stability=stability_measures(rows), log=rows,
                  sn={"generator": r["config"].sn_generator, "discriminator": r["config"].sn_discriminator},
-                 series=checkpoint_series(run, evalset, device, batch_size, checkpoints))
+                 series=checkpoint_series(run, evalset, device, batch_size, checkpoints, {r["step"]: r}))
         r["trend"] = collapse_and_recovery(r["series"])
         results.append(r)
     base = results[0]

@@ -13,6 +13,8 @@ from data.render import Font, RenderSettings, render_char
 from utils.errors import UserError
 from utils.images import glyph_image, grid_image, text_grid
 
+from .zi2zi import AMP_DTYPES
+
 
 @dataclass
 class Sources:
@@ -68,7 +70,7 @@ def generate(netG: nn.Module, sources: torch.Tensor, labels: torch.Tensor, batch
     """
     device = torch.device(device)
     netG.to(memory_format=torch.channels_last)
-    dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    dtype = AMP_DTYPES[amp]
     out = []
     for start in tqdm(range(0, len(sources), batch_size), desc=desc, unit="batch", leave=False,
                       disable=not progress):

@@ -24,7 +24,7 @@ from data.dataset import DatasetFromObj
 from data.loader import BatchIterator, PairBank, label_balanced
 from utils.errors import UserError
 from utils.images import save_sample_grid
-from utils.logs import JsonlLogger, plot_training_log, truncate_after_step
+from utils.logs import JsonlLogger, plot_training_log, read_jsonl, truncate_after_step
 
 from .checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
 from .spectral import largest_singular_value
@@ -69,7 +69,8 @@ class PilBatches:
     def __init__(self, obj_path, opts: RunOptions, input_nc: int, device):
         dataset = DatasetFromObj(obj_path, input_nc, opts.augment, opts.bold, opts.rotate, opts.blur)
         if opts.fine_tune is not None:
-            keep = [i for i, label in enumerate(dataset.labels) if label in set(opts.fine_tune)]
+            wanted = set(opts.fine_tune)
+            keep = [i for i, label in enumerate(dataset.labels) if label in wanted]
             dataset = torch.utils.data.Subset(dataset, keep)
         self.dataset, self.opts, self.device = dataset, opts, device
         self.drop_last = len(dataset) >= opts.batch_size
@@ -173,7 +174,6 @@ class Trainer:
             prune_checkpoints(self.paths["checkpoint"], self.opts.keep_last)
 
     def plot(self) -> None:
-        from utils.logs import read_jsonl
         rows = read_jsonl(self.paths["logs"] / "train.jsonl")
         if rows:
             plot_training_log({Path(self.opts.experiment_dir).name: rows}, self.paths["logs"] / "losses.png")

@@ -164,3 +164,26 @@ def test_compare_input_errors(tmp_path):
         compare_runs([spec], evalset, "cpu")
     with pytest.raises(UserError, match="names must differ"):
         compare_runs([spec, spec], evalset, "cpu")
+
+
+def test_eval_set_rendered_from_fonts_and_cli_errors(tmp_path):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    from model.compare import eval_set_from_fonts
+    fonts = ROOT / "fonts"
+    evalset = eval_set_from_fonts(str(fonts / "NotoSansSC-Subset.otf"),
+                                  {0: str(fonts / "NotoSerifSC-Subset.otf"), 1: str(fonts / "WenKai-Subset.ttf")},
+                                  list("永和九年國"), 32)
+    assert evalset.sources.shape == (8, 1, 32, 32) and evalset.labels.tolist() == [0] * 4 + [1] * 4
+    assert len(evalset.groups) == 4 and evalset.chars[:4] == list("永和九年")  # 國 is not in the subsets
+    exp = _experiment(tmp_path / "a")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, str(ROOT / "compare.py"), "--run", f"{exp}=A", "--run", f"{exp}=B",
+                               "--out_dir", str(tmp_path / "r"), "--device", "cpu", *args],
+                              capture_output=True, text=True, cwd=ROOT)
+    result = cli("--src_font", str(fonts / "NotoSansSC-Subset.otf"), "--dst_font", "serif.otf")
+    assert result.returncode == 2 and "--dst_font expects LABEL=FONT" in result.stderr
+    result = cli()
+    assert result.returncode == 2 and "give the evaluation set as --val_obj" in result.stderr
