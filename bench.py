@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.augment import augment_float, augment_params, augment_uint8
 from data.dataset import DatasetFromObj
-from data.loader import (BatchIterator, PairBank, apply_augment, augment_params, augment_uint8,
-                         to_model_input)
+from data.loader import BatchIterator, PairBank, to_model_input
 from data.obj import encode_image, write_obj
-from model import ModelConfig, TrainConfig, Zi2ZiModel, build_generator
+from model import ModelConfig, TrainConfig, build_generator
 from model.inference import generate
+from training.step import Zi2ZiModel
 from utils.cli import run
 from utils.device import resolve_device
 
@@ -130,7 +131,7 @@ def bench_device_augment(device: torch.device, size: int, batch: int, steps: int
     g = torch.Generator(device=device).manual_seed(0)
 
     def once():
-        apply_augment(to_model_input(x, device), augment_params(batch, size, size, blur=True, rotate=True,
+        augment_float(to_model_input(x, device), augment_params(batch, size, size, blur=True, rotate=True,
                                                                 generator=g, device=device))
     return batch / statistics.median(timed(once, device, steps, 2))
 

@@ -20,12 +20,12 @@ import argparse
 import torch
 
 from data.charsets import load_charset
+from evaluation.comparison import RunSpec, compare_runs, eval_set_from_fonts, eval_set_from_obj
+from evaluation.report import fmt, write_report
 from model.checkpoint import model_config_of, resolve_step
-from model.compare import RunSpec, compare_runs, eval_set_from_fonts, eval_set_from_obj
 from utils.cli import run
 from utils.device import resolve_device
 from utils.errors import UserError
-from utils.report import fmt, write_report
 
 
 def parse_args(argv=None):
@@ -73,14 +73,14 @@ def main(argv=None):
     print(f"evaluation set: {evalset.description}")
     report = compare_runs(runs, evalset, device, args.batch_size, args.seed, args.bootstrap, args.checkpoints)
     files = write_report(report, evalset, args.out_dir, args.grid_count)
-    base = report["runs"][0]
-    for r in report["runs"][1:]:
-        for metric, d in r["versus_first"].items():
-            print(f"{metric:8s} {base['name']}={fmt(base['summary']['overall'][metric])} "
-                  f"{r['name']}={fmt(r['summary']['overall'][metric])}  -> {d['verdict']}")
-    for r in report["runs"]:
-        flag = "COLLAPSED" if r["collapsed"] else "ok"
-        print(f"{r['name']}: diversity vs real {fmt(r['collapse']['diversity_ratio'])} ({flag}); {r['trend']}")
+    base = report.runs[0]
+    for r in report.runs[1:]:
+        for metric, d in r.versus_first.items():
+            print(f"{metric:8s} {base.name}={fmt(base.summary['overall'][metric])} "
+                  f"{r.name}={fmt(r.summary['overall'][metric])}  -> {d.verdict}")
+    for r in report.runs:
+        flag = "COLLAPSED" if r.collapsed else "ok"
+        print(f"{r.name}: diversity vs real {fmt(r.collapse['diversity_ratio'])} ({flag}); {r.trend}")
     print(f"report: {files['report.html']} (and report.md, metrics.json, comparison_grid.png, curves.png)")
     return 0
 

@@ -20,11 +20,14 @@ from pathlib import Path
 import torch
 
 from data.render import Font, RenderSettings
+from data.sources import Sources, sources_from_obj, sources_from_text
 from model.checkpoint import export_plain_generator, load_generator
-from model.inference import Sources, generate, sources_from_obj, sources_from_text, write_style
-from utils.cli import run
+from model.config import ModelConfig
+from model.inference import generate
+from utils.cli import parse_int_list, run
 from utils.device import resolve_device
 from utils.errors import UserError
+from utils.images import write_style
 
 
 def parse_args(argv=None):
@@ -76,10 +79,7 @@ def choose_labels(args, embedding_num: int, from_obj: bool) -> list[int] | None:
     if args.label is not None:
         labels = [args.label]
     elif args.labels is not None:
-        try:
-            labels = [int(x) for x in args.labels.split(",") if x.strip()]
-        except ValueError:
-            raise UserError(f"--labels expects comma-separated numbers such as 0,2,5; got {args.labels!r}") from None
+        labels = parse_int_list(args.labels, "--labels")
     elif from_obj:
         return None
     else:
@@ -89,6 +89,34 @@ def choose_labels(args, embedding_num: int, from_obj: bool) -> list[int] | None:
         raise UserError(f"style label {bad[0]} is outside 0..{embedding_num - 1}: the checkpoint has "
                         f"embedding_num={embedding_num}")
     return labels
+
+
+def load_sources(args, config: ModelConfig) -> Sources:
+    """The glyphs to translate: the source halves of --obj_path, or --src_txt rendered from --src_font."""
+    text_given = args.src_txt is not None or args.src_txt_file is not None
+    if args.obj_path and text_given:
+        raise UserError("give either --obj_path or --src_txt/--src_txt_file, not both")
+    if args.obj_path:
+        sources = sources_from_obj(args.obj_path)
+        config.check_data(args.obj_path, sources.image_size, sources.labels.unique())
+        return sources
+    if not text_given:
+        raise UserError("nothing to render: give --src_txt, --src_txt_file or --obj_path")
+    if args.src_txt_file:
+        try:
+            text = Path(args.src_txt_file).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"--src_txt_file {args.src_txt_file}: no such file") from None
+    else:
+        text = args.src_txt
+    if not args.src_font:
+        raise UserError("--src_txt needs --src_font: the font the training source glyphs came from")
+    char_size = args.char_size or config.image_size
+    font = Font(args.src_font, char_size, args.src_font_index, "--src_font")
+    sources = sources_from_text(text, font, RenderSettings(char_size, config.image_size, args.x_offset, args.y_offset))
+    if sources.skipped:
+        print(f"skipped {len(sources.skipped)} character(s) the source font lacks: {''.join(sources.skipped)}")
+    return sources
 
 
 def main(argv=None):
@@ -105,51 +133,22 @@ def main(argv=None):
         export_plain_generator(netG, args.export_plain)
         print(f"wrote {args.export_plain}: generator of step {step} as a plain zi2zi-pytorch state dict")
         return 0
-
-    text_given = args.src_txt is not None or args.src_txt_file is not None
-    if args.obj_path and text_given:
-        raise UserError("give either --obj_path or --src_txt/--src_txt_file, not both")
     labels = choose_labels(args, config.embedding_num, from_obj=bool(args.obj_path))
-    if args.obj_path:
-        sources = sources_from_obj(args.obj_path, config.input_nc)
-        if sources.images.shape[-1] != config.image_size:
-            raise UserError(f"{args.obj_path} holds {sources.images.shape[-1]}px glyphs; the checkpoint "
-                            f"expects {config.image_size}px")
-    elif text_given:
-        if args.src_txt_file:
-            try:
-                text = Path(args.src_txt_file).read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise UserError(f"--src_txt_file {args.src_txt_file}: no such file") from None
-        else:
-            text = args.src_txt
-        if not args.src_font:
-            raise UserError("--src_txt needs --src_font: the font the training source glyphs came from")
-        char_size = args.char_size or config.image_size
-        font = Font(args.src_font, char_size, args.src_font_index, "--src_font")
-        settings = RenderSettings(char_size, config.image_size, args.x_offset, args.y_offset)
-        sources = sources_from_text(text, font, settings, config.input_nc)
-        if sources.skipped:
-            print(f"skipped {len(sources.skipped)} character(s) the source font lacks: {''.join(sources.skipped)}")
-    else:
-        raise UserError("nothing to render: give --src_txt, --src_txt_file or --obj_path")
-
+    sources = load_sources(args, config)
     save_dir = Path(args.save_dir) if args.save_dir else (
         Path(args.experiment_dir or ckpt_dir.parent) / "infer" / str(step))
-    save_dir.mkdir(parents=True, exist_ok=True)
     if labels is None:  # an .obj in its records' own styles: source | target | generated
-        fakes = generate(netG, sources.images, sources.labels, args.batch_size, device, amp=args.amp)
+        fakes = generate(netG, sources.images, sources.labels, args.batch_size, device, args.amp)
         for label in sorted(set(sources.labels.tolist())):
-            keep = (sources.labels == label).nonzero().flatten()
-            subset = Sources(sources.images[keep], [sources.names[i] for i in keep],
-                                   [None] * len(keep), sources.labels[keep], sources.targets[keep])
-            print(f"style {label}: {write_style(save_dir, label, subset, fakes[keep], args.per_row)}")
+            part = sources.subset((sources.labels == label).nonzero().flatten())
+            grid = write_style(save_dir, label, part.names, fakes[sources.labels == label], args.per_row,
+                               part.images, part.targets)
+            print(f"style {label}: {grid}")
     else:
-        sources.targets = None  # real targets exist only for the records' own styles
         for label in labels:
             fakes = generate(netG, sources.images, torch.full((len(sources.images),), label), args.batch_size,
-                             device, desc=f"style {label}", amp=args.amp)
-            print(f"style {label}: {write_style(save_dir, label, sources, fakes, args.per_row)}")
+                             device, args.amp, desc=f"style {label}")
+            print(f"style {label}: {write_style(save_dir, label, sources.names, fakes, args.per_row)}")
     print(f"{len(sources.names)} character(s) from checkpoint step {step} written to {save_dir}")
     return 0
 

@@ -10,23 +10,14 @@ Gaussian blur (`blur`), each applied identically to target and source.
 from __future__ import annotations
 
 import io
-import random
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image
 from torch.utils.data import Dataset
 
+from .augment import augment_pair
 from .obj import ObjFormatError, read_obj
-
-# zi2zi's augmentation constants, shared with the batched GPU path.
-SCALE_MAX = 1.05
-BOLD_SCALE_MAX = 1.2
-ROTATE_PROB = 0.1          # then an angle from ROTATE_ANGLES: half of those keep 0
-ROTATE_ANGLES = (0, 180)
-BLUR_PROB = 0.2
-BLUR_SIGMAS = (1.0, 1.5, 2.0)
-
 
 def to_tensor(img: Image.Image, input_nc: int) -> torch.Tensor:
     """uint8 grayscale PIL image -> (input_nc, H, W) float tensor in [-1, 1]."""
@@ -40,28 +31,6 @@ def split_pair(img: Image.Image) -> tuple[Image.Image, Image.Image]:
     w, h = img.size
     half = w // 2
     return img.crop((0, 0, half, h)), img.crop((half, 0, w, h))
-
-
-def augment_pair(target: Image.Image, source: Image.Image, bold: bool = False, rotate: bool = False,
-                 blur: bool = False, rng: random.Random = random) -> tuple[Image.Image, Image.Image]:
-    """zi2zi's augmentation on PIL images, the same draw applied to both halves."""
-    w, h = target.size
-    multiplier = rng.uniform(1.0, BOLD_SCALE_MAX if bold else SCALE_MAX)
-    nw, nh = int(multiplier * w) + 1, int(multiplier * h) + 1
-    shift_x = rng.randint(0, max(nw - w - 1, 0))
-    shift_y = rng.randint(0, max(nh - h - 1, 0))
-    box = (shift_x, shift_y, shift_x + w, shift_y + h)
-    target = target.resize((nw, nh), Image.Resampling.LANCZOS).crop(box)
-    source = source.resize((nw, nh), Image.Resampling.LANCZOS).crop(box)
-    if rotate and rng.random() < ROTATE_PROB:
-        angle = rng.choice(ROTATE_ANGLES)
-        target = target.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=255)
-        source = source.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=255)
-    if blur and rng.random() < BLUR_PROB:
-        sigma = rng.choice(BLUR_SIGMAS)
-        target = target.filter(ImageFilter.GaussianBlur(radius=sigma))
-        source = source.filter(ImageFilter.GaussianBlur(radius=sigma))
-    return target, source
 
 
 class DatasetFromObj(Dataset):

@@ -9,27 +9,25 @@ zi2zi-pytorch decodes a JPEG and resizes it with PIL for every item of every epo
 Here every record is decoded once into a uint8 tensor. On a GPU, only uint8 pairs
 travel to the device (or the whole bank lives there) and one `grid_sample` applies
 zi2zi's augmentation to the whole batch; on a CPU, the resampling runs on uint8.
-Both draw the same enlarge-and-crop, 180 degree turn and blur distributions as
-`data.dataset.augment_pair`, shared by both halves of a pair.
+Both apply the draw of `data.augment`, the same for both halves of a pair.
+`PilBatches` is zi2zi's own path (PIL decode and augment per item, DataLoader workers).
 """
 from __future__ import annotations
 
 import io
 import math
 import random
-from dataclasses import dataclass
 from multiprocessing import Pool
 
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from .dataset import (BLUR_PROB, BLUR_SIGMAS, BOLD_SCALE_MAX, ROTATE_ANGLES, ROTATE_PROB,
-                      SCALE_MAX)
+from .augment import augment_float, augment_params, augment_uint8, blur_batch
+from .dataset import DatasetFromObj
 from .obj import ObjFormatError, read_obj
 
 
@@ -48,8 +46,8 @@ def _decode(item: tuple[int, bytes]) -> np.ndarray:
 class PairBank:
     """Every pair of an `.obj` decoded once: `pairs` uint8 (N, 2, H, W), `labels` (N,)."""
 
-    def __init__(self, labels: torch.Tensor, pairs: torch.Tensor, source: str = ""):
-        self.labels, self.pairs, self.source = labels, pairs, source
+    def __init__(self, labels: torch.Tensor, pairs: torch.Tensor):
+        self.labels, self.pairs = labels, pairs
 
     @classmethod
     def from_obj(cls, obj_path, num_workers: int = 0, labels: set[int] | None = None) -> "PairBank":
@@ -70,7 +68,7 @@ class PairBank:
         except ValueError as err:
             raise ObjFormatError(f"{obj_path}: {err}") from None
         pairs = torch.from_numpy(np.stack(arrays))
-        return cls(torch.tensor([r.label for r in records], dtype=torch.long), pairs, str(obj_path))
+        return cls(torch.tensor([r.label for r in records], dtype=torch.long), pairs)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -108,114 +106,6 @@ def label_balanced(labels: list[int], count: int, seed: int | None = None) -> li
     return picked
 
 
-def gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
-
-
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    k = gaussian_kernel(sigma, x.device, x.dtype)
-    c, r = x.shape[1], k.numel() // 2
-    x = F.pad(x, (r, r, r, r), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
-def crop_theta(w: int, h: int, nw: torch.Tensor, nh: torch.Tensor, sx: torch.Tensor,
-               sy: torch.Tensor) -> torch.Tensor:
-    """affine_grid maps (align_corners=False) of "resize to (nw, nh), crop (w, h) at (sx, sy)".
-
-    Enlarging by m (nw = int(m * w) + 1) and cropping at integer shift s maps output
-    pixel j to input position (s + j + 0.5) * w / nw - 0.5: an affine map.
-    """
-    theta = torch.zeros(len(nw), 2, 3, device=nw.device)
-    theta[:, 0, 0] = w / nw
-    theta[:, 0, 2] = (w + 2 * sx) / nw - 1
-    theta[:, 1, 1] = h / nh
-    theta[:, 1, 2] = (h + 2 * sy) / nh - 1
-    return theta
-
-
-@dataclass
-class AugmentDraw:
-    """One batch's draw of zi2zi's augmentation (per-sample tensors)."""
-    nw: torch.Tensor          # enlarged width, int(m * w) + 1
-    nh: torch.Tensor          # enlarged height
-    sx: torch.Tensor          # crop offset, randint(0, nw - w - 1)
-    sy: torch.Tensor
-    turn: torch.Tensor        # bool: turned 180 degrees
-    blur_index: torch.Tensor  # index into BLUR_SIGMAS, -1 for none
-
-    def theta(self, w: int, h: int) -> torch.Tensor:
-        theta = crop_theta(w, h, self.nw, self.nh, self.sx, self.sy)
-        theta[self.turn] = -theta[self.turn]  # a 180 degree turn negates the map
-        return theta
-
-
-def augment_params(batch: int, h: int, w: int, bold: bool = False, rotate: bool = False,
-                   blur: bool = False, generator: torch.Generator | None = None,
-                   device: torch.device | str = "cpu") -> AugmentDraw:
-    """Draw zi2zi's augmentation for a batch, with the distributions of `augment_pair`."""
-    def rand():
-        return torch.rand(batch, generator=generator, device=device)
-
-    scale_max = BOLD_SCALE_MAX if bold else SCALE_MAX
-    m = 1.0 + (scale_max - 1.0) * rand()
-    nw, nh = torch.floor(m * w) + 1, torch.floor(m * h) + 1
-    sx = torch.floor(rand() * torch.clamp(nw - w, min=1))   # randint(0, max(nw - w - 1, 0))
-    sy = torch.floor(rand() * torch.clamp(nh - h, min=1))
-    turn = torch.zeros(batch, dtype=torch.bool, device=device)
-    if rotate:
-        share_180 = sum(a == 180 for a in ROTATE_ANGLES) / len(ROTATE_ANGLES)
-        turn = (rand() < ROTATE_PROB) & (rand() < share_180)
-    blur_index = torch.full((batch,), -1, dtype=torch.long, device=device)
-    if blur:
-        chosen = rand() < BLUR_PROB
-        which = torch.floor(rand() * len(BLUR_SIGMAS)).long()
-        blur_index = torch.where(chosen, which, blur_index)
-    return AugmentDraw(nw, nh, sx, sy, turn, blur_index)
-
-
-def blur_batch(pairs: torch.Tensor, blur_index: torch.Tensor) -> torch.Tensor:
-    """Gaussian blur, in place, of the samples whose blur_index picks a sigma."""
-    for i, sigma in enumerate(BLUR_SIGMAS):
-        mask = blur_index == i
-        if mask.any():
-            pairs[mask] = _blur(pairs[mask], sigma)
-    return pairs
-
-
-def apply_augment(pairs: torch.Tensor, draw: AugmentDraw) -> torch.Tensor:
-    """The drawn augmentation on a float batch (B, 2, H, W) in [-1, 1], one `grid_sample`.
-
-    The path for GPUs, where one fused resampling of the whole batch is nearly free.
-    """
-    b, c, h, w = pairs.shape
-    grid = F.affine_grid(draw.theta(w, h).to(pairs.dtype), [b, c, h, w], align_corners=False)
-    out = F.grid_sample(pairs, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return blur_batch(out, draw.blur_index)
-
-
-def augment_uint8(pairs: torch.Tensor, draw: AugmentDraw) -> torch.Tensor:
-    """The drawn enlarge-crop-turn on uint8 pairs (B, 2, H, W) on the CPU (no blur).
-
-    The path for CPUs: torch's uint8 bilinear resize (vectorised, 4x less memory
-    traffic than float) per sample, then the crop. Same geometry as `apply_augment`
-    (half-pixel centres; for enlarging, antialiasing changes nothing).
-    """
-    b, _, h, w = pairs.shape
-    out = torch.empty_like(pairs)
-    sizes = torch.stack([draw.nh, draw.nw, draw.sy, draw.sx], 1).long().tolist()
-    turns = draw.turn.tolist()
-    for i, (nh, nw, sy, sx) in enumerate(sizes):
-        big = F.interpolate(pairs[i:i + 1], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-        crop = big[0, :, sy:sy + h, sx:sx + w]
-        out[i] = crop.flip(1, 2) if turns[i] else crop
-    return out
-
-
 def to_model_input(pairs_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 (B, 2, H, W) on the host -> float32 in [-1, 1] on `device`."""
     x = pairs_uint8.to(device, non_blocking=True)
@@ -236,7 +126,7 @@ class BatchIterator:
         self.input_nc, self.augment, self.bold, self.rotate, self.blur = input_nc, augment, bold, rotate, blur
         self.seed, self.shuffle = seed, shuffle
         self.drop_last = drop_last and len(bank) >= batch_size
-        self.pairs, self.labels = bank.pairs, bank.labels
+        self.pairs, self.labels, self.image_size = bank.pairs, bank.labels, bank.image_size
         if self.device.type == "cuda":
             total = torch.cuda.get_device_properties(self.device).total_memory
             if bank.nbytes < total // 4:
@@ -275,9 +165,44 @@ class BatchIterator:
             elif on_cpu:  # resample in uint8 on the CPU, then convert
                 pairs = blur_batch(to_model_input(augment_uint8(pairs, draw), self.device), draw.blur_index)
             else:  # convert on the GPU, resample the whole batch there
-                pairs = apply_augment(to_model_input(pairs, self.device), draw)
+                pairs = augment_float(to_model_input(pairs, self.device), draw)
             target, source = pairs[:, :1], pairs[:, 1:]
             if self.input_nc > 1:
                 target = target.expand(-1, self.input_nc, -1, -1)
                 source = source.expand(-1, self.input_nc, -1, -1)
             yield self.labels[index], source, target
+
+
+class PilBatches:
+    """zi2zi-pytorch's data path (PIL decode and augment per item, DataLoader workers).
+
+    Epochs are seeded like `BatchIterator`'s, so a resumed epoch sees the same order.
+    """
+
+    def __init__(self, obj_path, batch_size: int, device, input_nc: int = 1, augment: bool = True,
+                 bold: bool = False, rotate: bool = False, blur: bool = False, seed: int = 0,
+                 num_workers: int = 0, labels: set[int] | None = None):
+        dataset = DatasetFromObj(obj_path, input_nc, augment, bold, rotate, blur)
+        self.labels = torch.tensor(dataset.labels, dtype=torch.long)
+        self.image_size = dataset.image_size
+        if labels is not None:
+            keep = [i for i, label in enumerate(dataset.labels) if label in labels]
+            if not keep:
+                raise ObjFormatError(f"{obj_path}: no record has a label in {sorted(labels)}")
+            dataset, self.labels = torch.utils.data.Subset(dataset, keep), self.labels[keep]
+        self.dataset, self.batch_size, self.device = dataset, batch_size, torch.device(device)
+        self.seed, self.num_workers = seed, num_workers
+        self.drop_last = len(dataset) >= batch_size
+
+    def __len__(self) -> int:
+        n, b = len(self.dataset), self.batch_size
+        return n // b if self.drop_last else math.ceil(n / b)
+
+    def epoch(self, epoch: int, start_batch: int = 0):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=self.drop_last,
+            num_workers=self.num_workers, generator=generator, pin_memory=self.device.type == "cuda")
+        for i, (labels, target, source) in enumerate(loader):
+            if i >= start_batch:
+                yield labels, source, target

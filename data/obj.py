@@ -7,7 +7,6 @@ file cannot run code.
 from __future__ import annotations
 
 import io
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Iterable, Iterator
 from PIL import Image
 
 from utils.errors import UserError
+from utils.io import atomic_write
 
 
 class ObjFormatError(UserError):
@@ -92,14 +92,14 @@ def read_obj(path: str | Path) -> list[Record]:
 
 def write_obj(path: str | Path, records: Iterable[tuple[int, bytes]]) -> int:
     """Write records atomically (temporary file, then rename); returns how many."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with open(tmp, "wb") as f:
+
+    def dump(f):
+        nonlocal count
         for label, data in records:
             pickle.dump((int(label), bytes(data)), f)
             count += 1
-    os.replace(tmp, path)
+    atomic_write(path, dump)
     return count
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from utils.errors import UserError
+from utils.io import atomic_write_text
 
 from .obj import check_record, write_obj
 
@@ -58,9 +59,7 @@ def update_manifest(folder: Path, entries: list[dict], drop_labels: set[int] | N
                 if drop_labels is not None and entry.get("label") not in drop_labels:
                     kept.append(entry)
     lines = [json.dumps(e, ensure_ascii=False) for e in kept + entries]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 def collect_pairs(dirs: list[str | Path]) -> list[PairFile]:
@@ -133,5 +132,5 @@ def package(dirs: list[str | Path], save_dir: str | Path, split_ratio: float = 0
         if by == "char":
             summary["val_chars"] = "".join(sorted({p.char for p in val}))
     summary_path = save_dir / "split.json"
-    summary_path.write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(summary_path, json.dumps(summary, ensure_ascii=False, indent=1) + "\n")
     return summary

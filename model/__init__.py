@@ -1,10 +1,23 @@
-"""zi2zi networks, spectral-norm switches, training step and checkpoints."""
+"""zi2zi networks, spectral-norm switches, losses, configs and checkpoint I/O.
+
+The training step lives in `training.step`; `from model import Zi2ZiModel` (the name
+zi2zi-pytorch scripts import) still works, loaded on first use so that inference
+(`import model.checkpoint`) does not pull in the training code.
+"""
 from .config import ModelConfig, TrainConfig, num_downs_for
 from .losses import BinaryLoss, CategoryLoss
 from .networks import (Discriminator, UNetGenerator, UnetSkipConnectionBlock, build_discriminator,
                        build_generator, get_norm_layer, init_weights)
 from .spectral import (apply_spectral_norm, fold_spectral_norm, largest_singular_value,
                        uses_spectral_norm)
-from .zi2zi import NonFiniteLossError, Zi2ZiModel
 from .checkpoint import (CheckpointError, available_steps, export_plain_generator, load_checkpoint,
                          load_generator, model_config_of, resolve_step, save_checkpoint)
+
+_TRAINING_NAMES = ("Zi2ZiModel", "NonFiniteLossError")
+
+
+def __getattr__(name: str):
+    if name in _TRAINING_NAMES:
+        from training import step
+        return getattr(step, name)
+    raise AttributeError(f"module 'model' has no attribute {name!r}")

@@ -16,16 +16,20 @@ import copy
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from utils.errors import UserError
+from utils.io import atomic_torch_save
 
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, check_given_flags
 from .networks import build_generator
 from .spectral import fold_spectral_norm, uses_spectral_norm
-from .zi2zi import Zi2ZiModel
+
+if TYPE_CHECKING:  # the training step is only a type here: loading weights must not import it
+    from training.step import Zi2ZiModel
 
 _NET_FILE = re.compile(r"^(\d+)_net_G\.pth$")
 _SN_FLAG = {"G": "--sn-generator", "D": "--sn-discriminator"}
@@ -41,24 +45,12 @@ def checkpoint_files(ckpt_dir: str | Path, step: int) -> dict[str, Path]:
             "state": ckpt_dir / f"{step}_state.pth"}
 
 
-def atomic_save(obj, path: str | Path) -> None:
-    """torch.save to a temporary file in the same directory, then rename over `path`."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def save_checkpoint(model: Zi2ZiModel, ckpt_dir: str | Path, extra: dict | None = None) -> dict[str, Path]:
-    """Save G, D and the training state for `model.step`; returns the three paths."""
-    Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+def save_checkpoint(model: "Zi2ZiModel", ckpt_dir: str | Path, **state_items) -> dict[str, Path]:
+    """Save G, D and the training state (plus `state_items`) for `model.step`; returns the paths."""
     files = checkpoint_files(ckpt_dir, model.step)
-    atomic_save(model.netG.state_dict(), files["G"])
-    atomic_save(model.netD.state_dict(), files["D"])
-    state = model.training_state()
-    if extra:
-        state["extra"] = extra
-    atomic_save(state, files["state"])
+    atomic_torch_save(model.netG.state_dict(), files["G"])
+    atomic_torch_save(model.netD.state_dict(), files["D"])
+    atomic_torch_save({**model.training_state(), **state_items}, files["state"])
     return files
 
 
@@ -189,13 +181,8 @@ def infer_model_config(g_state: dict, d_state: dict | None = None, **given) -> M
     if d_state is not None:
         inferred["ndf"] = weight(d_state, "model.0.").shape[0]
         inferred["sn_discriminator"] = uses_spectral_norm(d_state)
-    for name, value in given.items():
-        if value is None:
-            continue
-        if name in inferred and inferred[name] != value:
-            raise CheckpointError(f"--{name} {value} contradicts the checkpoint, which has {name}={inferred[name]}; "
-                                  f"drop the flag")
-        inferred.setdefault(name, value)
+    check_given_flags(inferred, given, "the checkpoint's weights", CheckpointError)
+    inferred = {**{k: v for k, v in given.items() if v is not None}, **inferred}
     if "norm" not in inferred:
         raise CheckpointError("the checkpoint has no BatchNorm statistics, so its norm is instance or "
                               "none: pass --norm instance or --norm none")
@@ -207,11 +194,7 @@ def model_config_of(ckpt_dir: str | Path, step: int, **given) -> ModelConfig:
     state = read_training_state(ckpt_dir, step)
     if state is not None:
         config = ModelConfig.from_dict(state["model_config"])
-        for name, value in given.items():
-            if value is not None and getattr(config, name) != value:
-                raise CheckpointError(f"--{name} {value} contradicts the checkpoint's config "
-                                      f"({name}={getattr(config, name)}); the architecture comes from "
-                                      f"the checkpoint, so drop the flag")
+        config.check_flags(given, f"the config of checkpoint step {step} in {ckpt_dir}", CheckpointError)
         return config
     files = checkpoint_files(ckpt_dir, step)
     d_state = _load(files["D"]) if files["D"].exists() else None
@@ -228,10 +211,14 @@ def load_generator(ckpt_dir: str | Path, step: str | int = "latest",
     return net.to(device).eval(), config, step
 
 
-def load_checkpoint(model: Zi2ZiModel, ckpt_dir: str | Path, step: int, restore_rng: bool = True) -> dict:
-    """Restore weights, optimisers, step, epoch and RNG into `model`; returns the state."""
+def load_checkpoint(model: "Zi2ZiModel", ckpt_dir: str | Path, step: int, restore_rng: bool = True,
+                    state: dict | None = None) -> dict:
+    """Restore weights, optimisers, step, epoch and RNG into `model`; returns the state.
+
+    `state` is the step's training state when the caller has read it already.
+    """
     files = checkpoint_files(ckpt_dir, step)
-    state = read_training_state(ckpt_dir, step)
+    state = state if state is not None else read_training_state(ckpt_dir, step)
     if state is None:
         raise CheckpointError(f"{files['state']} is missing: step {step} cannot be resumed "
                               f"(only its weights were saved)")
@@ -245,10 +232,6 @@ def load_checkpoint(model: Zi2ZiModel, ckpt_dir: str | Path, step: int, restore_
     load_weights(model.netD, files["D"], "D")
     model.load_training_state(state, restore_rng=restore_rng)
     return state
-
-
-def saved_train_config(state: dict) -> TrainConfig:
-    return TrainConfig.from_dict(state["train_config"])
 
 
 def prune_checkpoints(ckpt_dir: str | Path, keep_last: int) -> list[int]:
@@ -269,5 +252,5 @@ def export_plain_generator(net: nn.Module, path: str | Path) -> dict:
     """
     plain = fold_spectral_norm(copy.deepcopy(net).eval())
     state_dict = plain.state_dict()
-    atomic_save(state_dict, path)
+    atomic_torch_save(state_dict, path)
     return state_dict

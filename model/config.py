@@ -2,18 +2,45 @@
 
 `ModelConfig` holds every architecture choice, so a checkpoint rebuilds the exact
 network without the user repeating flags. `TrainConfig` holds the loss weights and
-optimiser settings of a run; it is saved with the training state so a resumed run
-continues with the same settings.
+optimiser settings of a run. Both are saved in the training state file (with the run
+settings of `training.config.RunConfig`), so a resumed run continues as it was.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from utils.errors import UserError
 
 NORMS = ("batch", "instance", "none")
+ConfigT = TypeVar("ConfigT")
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag of a config field (the SN switches are spelled with dashes)."""
+    return "--" + field.replace("sn_", "sn-") if field.startswith("sn_") else "--" + field
+
+
+def config_from_dict(cls: type[ConfigT], values: dict, source: str = "the checkpoint") -> ConfigT:
+    """Rebuild a config dataclass from its saved dict; an unknown key is an error, not dropped."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"{source} has {cls.__name__} settings {unknown} this version does not know; "
+                        f"was it written by a newer version?")
+    return cls(**values)
+
+
+def check_given_flags(saved: dict[str, Any], given: dict[str, Any], source: str,
+                      error: type[UserError] = UserError) -> None:
+    """The one flag-vs-checkpoint check: a given flag (None = not given) must equal the saved value."""
+    for name, value in given.items():
+        if value is not None and name in saved and saved[name] != value:
+            raise error(f"{flag_name(name)} {value} contradicts {source} ({name}={saved[name]}); "
+                            f"the architecture comes from the checkpoint, so drop the flag"
+                            f" (or start a new --experiment_dir to train another architecture)")
 
 
 def num_downs_for(image_size: int) -> int:
@@ -32,7 +59,11 @@ def num_downs_for(image_size: int) -> int:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the generator and discriminator (zi2zi defaults)."""
+    """Architecture of the generator and discriminator (zi2zi defaults).
+
+    Resolution rule: a resumed run takes the architecture from its checkpoint; a flag
+    that contradicts it is an error (the weights could not load).
+    """
     input_nc: int = 1
     embedding_num: int = 40
     embedding_dim: int = 128
@@ -63,17 +94,39 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise UserError(f"unknown model config keys {sorted(unknown)}; "
-                             f"was this checkpoint written by a newer version?")
-        return cls(**values)
+        return config_from_dict(cls, values)
+
+    def check_flags(self, given: dict[str, Any], source: str, error: type[UserError] = UserError) -> None:
+        """Raise if a flag the user gave (None = not given) contradicts this saved architecture."""
+        check_given_flags(self.to_dict(), given, source, error)
+
+    def check_labels(self, low: int, high: int, source: str = "the data") -> None:
+        """Raise if a style label in [low, high] has no row in the embedding."""
+        if low < 0 or high >= self.embedding_num:
+            bad = low if low < 0 else high
+            raise UserError(f"{source} has style label {bad}, outside 0..{self.embedding_num - 1}: the model has "
+                            f"embedding_num={self.embedding_num}; raise --embedding_num above the largest "
+                            f"label (new runs) or relabel the data")
+
+    def check_data(self, source: str, image_size: int, labels) -> None:
+        """The one data-vs-model check: glyph size and label range of `source` fit this model."""
+        if image_size != self.image_size:
+            raise UserError(f"{source} holds {image_size}px glyphs but the model works on {self.image_size}px; "
+                            f"pass --image_size {image_size} (new runs) or re-render the data with "
+                            f"--canvas_size {self.image_size}")
+        labels = [int(x) for x in labels]
+        if labels:
+            self.check_labels(min(labels), max(labels), source)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Loss weights and optimiser settings of one training run."""
+    """Loss weights and optimiser settings of one training run.
+
+    Resolution rule: a resumed run keeps the checkpoint's values; a flag given again
+    overrides one, the change is printed, and it takes effect (a new learning rate is
+    set in the optimiser).
+    """
     lr: float = 0.001
     lr_D: float | None = None  # None: same as lr
     beta1: float = 0.5
@@ -88,8 +141,14 @@ class TrainConfig:
     flip_labels: bool = False
 
     def __post_init__(self):
-        if self.lr <= 0 or (self.lr_D is not None and self.lr_D <= 0):
-            raise UserError(f"--lr and --lr_D must be > 0; got {self.lr} and {self.lr_D}")
+        for name in ("lr", "lr_D"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UserError(f"--{name} must be a finite number > 0; got {value}")
+        for name in ("L1_penalty", "Lconst_penalty", "Lcategory_penalty"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UserError(f"--{name} must be a finite number >= 0; got {value}")
         if self.g_steps < 1:
             raise UserError(f"--g_steps must be >= 1; got {self.g_steps}")
         if self.schedule < 1:
@@ -104,5 +163,4 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return config_from_dict(cls, values)

@@ -1,3 +1,4 @@
+"""Shared fixtures: the reference files made by zi2zi-pytorch, tiny configs and batches, the device list."""
 import os
 import sys
 from pathlib import Path
@@ -8,25 +9,36 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# Files made by running zi2zi-pytorch itself: the compatibility contract's fixtures.
-REFERENCE = ROOT / "tests" / "reference"
-
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+# Every device test runs on the CPU, and on CUDA too where a GPU is present.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-@pytest.fixture
+
+@pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    return REFERENCE
+    """Files made by running zi2zi-pytorch itself: the compatibility contract's fixtures."""
+    return ROOT / "tests" / "reference"
 
 
-def tiny_config(**overrides):
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
+
+def _tiny_config(**overrides):
     from model import ModelConfig
     values = dict(input_nc=1, embedding_num=4, embedding_dim=16, ngf=8, ndf=8, image_size=32)
     values.update(overrides)
     return ModelConfig(**values)
 
 
-def tiny_batches(n: int, batch: int = 4, size: int = 32, embedding_num: int = 4, seed: int = 0):
+def _tiny_batches(n: int, batch: int = 4, size: int = 32, embedding_num: int = 4, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
@@ -35,3 +47,15 @@ def tiny_batches(n: int, batch: int = 4, size: int = 32, embedding_num: int = 4,
         real_B = torch.rand(batch, 1, size, size, generator=g) * 2 - 1
         out.append((labels, real_A, real_B))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """Factory: a small ModelConfig (32 px, ngf = ndf = 8) with any field overridden."""
+    return _tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_batches():
+    """Factory: n seeded random (labels, real_A, real_B) batches for the tiny config."""
+    return _tiny_batches

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
 from data.obj import encode_image, write_obj
-from model import TrainConfig, Zi2ZiModel, save_checkpoint
-from model.compare import RunSpec, compare_runs, eval_set_from_obj
-from model.evaluation import (collapse_measures, count_spikes, is_collapsed, paired_bootstrap, per_sample_metrics,
+from evaluation.comparison import RunSpec, compare_runs, eval_set_from_obj
+from model import TrainConfig, save_checkpoint
+from training.step import Zi2ZiModel
+from evaluation.metrics import (collapse_measures, count_spikes, is_collapsed, paired_bootstrap, per_sample_metrics,
                               ssim, stability_measures)
 from utils.errors import UserError
-from utils.report import write_report
+from evaluation.report import write_report
 
 
 def _glyph_batch(n=6, size=32, seed=0):
@@ -71,7 +71,7 @@ def test_constant_output_is_collapsed():
     assert is_collapsed(constant)
 
 
-def test_stability_measures():
+def test_stability_measures(tiny_config):
     rows = [{"step": i, "d_loss": 1.0 + 0.01 * (i % 3), "g_loss": 10.0, "d_real_prob": 0.5, "d_fake_prob": 0.5,
              "g_grad_norm": 2.0, "d_grad_norm": 3.0} for i in range(1, 61)]
     rows[40]["d_loss"] = 50.0
@@ -86,7 +86,7 @@ def test_stability_measures():
 
 # ----------------------------------------------------------- end to end on checkpoints
 
-def _experiment(root, constant=False, seed=0):
+def _experiment(root, tiny_config, constant=False, seed=0):
     torch.manual_seed(seed)
     model = Zi2ZiModel(tiny_config(embedding_num=2), TrainConfig())
     if constant:  # a generator whose output ignores its input: tanh of a constant bias
@@ -120,15 +120,15 @@ def _val_obj(path):
     return path
 
 
-def test_run_compared_with_itself(tmp_path):
-    exp = _experiment(tmp_path / "a")
+def test_run_compared_with_itself(tmp_path, tiny_config):
+    exp = _experiment(tmp_path / "a", tiny_config)
     evalset = eval_set_from_obj(_val_obj(tmp_path / "val.obj"))
     assert len(evalset.groups) == 5  # each character found in both labels via its source half
     report = compare_runs([RunSpec("A", exp), RunSpec("B", exp)], evalset, "cpu", checkpoints=2)
-    a, b = report["runs"]
-    assert a["summary"] == b["summary"] and a["collapse"] == b["collapse"]
-    assert all(d["verdict"] == "no clear difference" and d["mean"] == 0 for d in b["versus_first"].values())
-    assert [s["step"] for s in a["series"]] == [1, 2]
+    a, b = report.runs
+    assert a.summary == b.summary and a.collapse == b.collapse
+    assert all(d.verdict == "no clear difference" and d.mean == 0 for d in b.versus_first.values())
+    assert [s["step"] for s in a.series] == [1, 2]
     files = write_report(report, evalset, tmp_path / "report")
     md = files["report.md"].read_text()
     assert "no clear difference" in md and "better" not in md.replace("(lower better)", "").replace(
@@ -142,19 +142,19 @@ def test_run_compared_with_itself(tmp_path):
     assert grid.width >= 4 * 32 and files["curves.png"].exists()
 
 
-def test_constant_generator_flagged(tmp_path):
-    good, bad = _experiment(tmp_path / "good"), _experiment(tmp_path / "bad", constant=True)
+def test_constant_generator_flagged(tmp_path, tiny_config):
+    good, bad = _experiment(tmp_path / "good", tiny_config), _experiment(tmp_path / "bad", tiny_config, constant=True)
     evalset = eval_set_from_obj(_val_obj(tmp_path / "val.obj"))
     report = compare_runs([RunSpec("good", good), RunSpec("const", bad)], evalset, "cpu", checkpoints=0)
-    good_r, bad_r = report["runs"]
-    assert bad_r["collapsed"] and bad_r["collapse"]["diversity_ratio"] < 1e-6
-    assert bad_r["collapse"]["label_sensitivity"] == 0
+    good_r, bad_r = report.runs
+    assert bad_r.collapsed and bad_r.collapse["diversity_ratio"] < 1e-6
+    assert bad_r.collapse["label_sensitivity"] == 0
     # an untrained generator varies little too, but still more than a constant one
-    assert good_r["collapse"]["diversity_ratio"] > 1e-3 and good_r["collapse"]["label_sensitivity"] > 0
+    assert good_r.collapse["diversity_ratio"] > 1e-3 and good_r.collapse["label_sensitivity"] > 0
 
 
-def test_compare_input_errors(tmp_path):
-    exp = _experiment(tmp_path / "a")
+def test_compare_input_errors(tmp_path, tiny_config):
+    exp = _experiment(tmp_path / "a", tiny_config)
     with pytest.raises(UserError, match="no such experiment"):
         RunSpec.parse(str(tmp_path / "missing"))
     spec = RunSpec.parse(f"{exp}:2=mine")
@@ -166,23 +166,22 @@ def test_compare_input_errors(tmp_path):
         compare_runs([spec, spec], evalset, "cpu")
 
 
-def test_eval_set_rendered_from_fonts_and_cli_errors(tmp_path):
+def test_eval_set_rendered_from_fonts_and_cli_errors(tmp_path, repo_root, tiny_config):
     import subprocess
     import sys
-    from conftest import ROOT
-    from model.compare import eval_set_from_fonts
-    fonts = ROOT / "fonts"
+    from evaluation.comparison import eval_set_from_fonts
+    fonts = repo_root / "fonts"
     evalset = eval_set_from_fonts(str(fonts / "NotoSansSC-Subset.otf"),
                                   {0: str(fonts / "NotoSerifSC-Subset.otf"), 1: str(fonts / "WenKai-Subset.ttf")},
                                   list("永和九年國"), 32)
     assert evalset.sources.shape == (8, 1, 32, 32) and evalset.labels.tolist() == [0] * 4 + [1] * 4
     assert len(evalset.groups) == 4 and evalset.chars[:4] == list("永和九年")  # 國 is not in the subsets
-    exp = _experiment(tmp_path / "a")
+    exp = _experiment(tmp_path / "a", tiny_config)
 
     def cli(*args):
-        return subprocess.run([sys.executable, str(ROOT / "compare.py"), "--run", f"{exp}=A", "--run", f"{exp}=B",
+        return subprocess.run([sys.executable, str(repo_root / "compare.py"), "--run", f"{exp}=A", "--run", f"{exp}=B",
                                "--out_dir", str(tmp_path / "r"), "--device", "cpu", *args],
-                              capture_output=True, text=True, cwd=ROOT)
+                              capture_output=True, text=True, cwd=repo_root)
     result = cli("--src_font", str(fonts / "NotoSansSC-Subset.otf"), "--dst_font", "serif.otf")
     assert result.returncode == 2 and "--dst_font expects LABEL=FONT" in result.stderr
     result = cli()

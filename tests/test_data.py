@@ -1,6 +1,7 @@
 """Charsets, the glyph renderer, pair writing, packaging, the .obj reader and the dataset."""
 import io
 import json
+from pathlib import Path
 import pickle
 import random
 
@@ -9,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT
 from data.charsets import builtin_charset, gb2312_level1, load_charset
-from data.dataset import DatasetFromObj, augment_pair, split_pair
+from data.augment import augment_pair
+from data.dataset import DatasetFromObj, split_pair
 from data.obj import ObjFormatError, encode_image, read_obj, write_obj
 from data.packaging import collect_pairs, package, split_pairs
 from data.pairs import font2font, images2pairs, recurring_hashes, scan_glyph_images
@@ -19,6 +20,7 @@ from data.render import Font, RenderSettings, render_char
 from fontkit import make_font
 from utils.errors import UserError
 
+ROOT = Path(__file__).resolve().parents[1]
 FONTS = ROOT / "fonts"
 SANS, SERIF = FONTS / "NotoSansSC-Subset.otf", FONTS / "NotoSerifSC-Subset.otf"
 SMALL = RenderSettings(char_size=64, canvas_size=64)

@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_batches, tiny_config
-from data.dataset import DatasetFromObj, augment_pair, split_pair
-from data.loader import (AugmentDraw, BatchIterator, PairBank, apply_augment, augment_params, augment_uint8,
-                         to_model_input)
-from model import TrainConfig, Zi2ZiModel
+from data.augment import AugmentDraw, augment_float, augment_pair, augment_params, augment_uint8
+from data.dataset import DatasetFromObj, split_pair
+from data.loader import BatchIterator, PairBank, to_model_input
+from model import TrainConfig
+from training.step import Zi2ZiModel
 from model.spectral import spectral_norm_layers
 
 SAMPLE = "zi2zi_pytorch_sample.obj"
@@ -39,7 +39,7 @@ def test_batched_crop_matches_pil_resize_and_crop(reference_dir):
                        torch.tensor([sy * 1.0]), torch.tensor([False]), torch.tensor([-1]))
     pair_u8 = PairBank.from_obj(reference_dir / SAMPLE).pairs[:1]
     pair = to_model_input(pair_u8, torch.device("cpu"))
-    ours = ((apply_augment(pair, draw)[0, 0] + 1) * 127.5).numpy()
+    ours = ((augment_float(pair, draw)[0, 0] + 1) * 127.5).numpy()
     ours_u8 = augment_uint8(pair_u8, draw)[0, 0].numpy().astype(np.float64)
     assert np.abs(ours - ours_u8).mean() < 0.6   # the GPU and CPU paths agree
     original = np.asarray(target, np.float64)
@@ -62,8 +62,7 @@ def test_augmentation_distribution_matches_zi2zi():
     ref_nw = torch.tensor([int(rng.uniform(1.0, 1.05) * w) + 1 for _ in range(n)], dtype=torch.float64)
     assert nw.min() >= w + 1 and nw.max() <= int(1.05 * w) + 1
     assert nw.mean().item() == pytest.approx(ref_nw.mean().item(), abs=0.1)
-    sign = torch.where(turned, -1.0, 1.0)
-    shift = torch.round(((sign * theta[:, 0, 2] + 1) * nw - w) / 2)
+    shift = torch.round(((theta[:, 0, 2] + 1) * nw - w) / 2)  # the turn leaves the crop offset alone
     assert shift.min() == 0 and (shift <= nw - w - 1).all()
     assert shift.float().mean().item() == pytest.approx(((nw - w - 1) / 2).mean().item(), abs=0.1)
     assert turned.float().mean().item() == pytest.approx(0.05, abs=0.006)   # p 0.1, then 0 or 180
@@ -73,11 +72,33 @@ def test_augmentation_distribution_matches_zi2zi():
     assert bold.nw.max() > int(1.15 * w)
 
 
+@pytest.mark.parametrize("turn", [False, True])
+def test_every_backend_applies_the_same_draw(reference_dir, turn):
+    """PIL (zi2zi's path), the float grid_sample (GPU) and the uint8 (CPU) paths: one geometry."""
+    from data.augment import augment_pil
+    pair_u8 = PairBank.from_obj(reference_dir / SAMPLE).pairs[:1]
+    draw = AugmentDraw(torch.tensor([266.0]), torch.tensor([263.0]), torch.tensor([7.0]), torch.tensor([2.0]),
+                       torch.tensor([turn]), torch.tensor([-1]))
+    as_float = ((augment_float(to_model_input(pair_u8, torch.device("cpu")), draw)[0] + 1) * 127.5).numpy()
+    as_uint8 = augment_uint8(pair_u8, draw)[0].numpy().astype(np.float64)
+    target, source = (Image.fromarray(pair_u8[0, k].numpy()) for k in (0, 1))
+    as_pil = np.stack([np.asarray(img, np.float64) for img in augment_pil(target, source, draw)])
+    assert np.abs(as_float - as_uint8).mean() < 0.6
+    assert np.abs(as_float - as_pil).mean() < 2.5       # LANCZOS vs bilinear: edges only
+    unturned = augment_uint8(pair_u8, AugmentDraw(draw.nw, draw.nh, draw.sx, draw.sy, torch.tensor([False]),
+                                                  draw.blur_index))[0].numpy().astype(np.float64)
+    if turn:  # the turn is the unturned crop rotated 180 degrees, on every backend
+        assert np.abs(as_float - unturned[:, ::-1, ::-1]).mean() < 0.6
+        assert np.abs(as_pil - unturned[:, ::-1, ::-1]).mean() < 2.5
+    else:
+        assert np.array_equal(as_uint8, unturned)
+
+
 def test_both_halves_get_the_same_augmentation():
     pair = torch.rand(4, 1, 64, 64) * 2 - 1
     x = torch.cat([pair, pair], 1)
     draw = augment_params(4, 64, 64, rotate=True, blur=True, generator=torch.Generator().manual_seed(3))
-    out = apply_augment(x, draw)
+    out = augment_float(x, draw)
     assert torch.equal(out[:, 0], out[:, 1]) and not torch.equal(out, x)
     x8 = torch.randint(0, 256, (4, 1, 64, 64), dtype=torch.uint8).expand(-1, 2, -1, -1).contiguous()
     out8 = augment_uint8(x8, draw)
@@ -105,7 +126,7 @@ def test_fine_tune_labels_filter_the_bank(reference_dir):
 
 
 @pytest.mark.parametrize("options, tolerance", [(dict(channels_last=True), 1e-4), (dict(amp="bf16"), 5e-2)])
-def test_speed_options_keep_the_losses(options, tolerance):
+def test_speed_options_keep_the_losses(options, tolerance, tiny_config, tiny_batches):
     batches = tiny_batches(2)
     config = tiny_config(use_dropout=False, sn_generator=True, sn_discriminator=True)
 

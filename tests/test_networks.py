@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_config
 from model import (Discriminator, ModelConfig, UNetGenerator, apply_spectral_norm, build_discriminator,
                    build_generator, init_weights, largest_singular_value, uses_spectral_norm)
 from model.spectral import spectral_norm_layers, weight_matrix
@@ -50,7 +49,7 @@ def test_reference_checkpoint_reproduces_zi2zi_pytorch_outputs(reference_dir):
         assert torch.allclose(tensor, io[name], atol=1e-5, rtol=0), name
 
 
-def test_generator_without_labels_returns_innermost_encoding():
+def test_generator_without_labels_returns_innermost_encoding(tiny_config):
     G = build_generator(tiny_config())
     x = torch.randn(2, 1, 32, 32)
     encoded = G(x)
@@ -58,7 +57,7 @@ def test_generator_without_labels_returns_innermost_encoding():
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])
-def test_other_image_sizes(size):
+def test_other_image_sizes(size, tiny_config):
     config = tiny_config(image_size=size)
     G, D = build_generator(config), build_discriminator(config)
     x = torch.randn(2, 1, size, size)
@@ -75,14 +74,14 @@ def test_impossible_image_size_fails_at_construction(size):
         ModelConfig(image_size=size)
 
 
-def test_wrong_input_size_names_image_size():
+def test_wrong_input_size_names_image_size(tiny_config):
     G = build_generator(tiny_config(image_size=64))
     with pytest.raises(ValueError, match="image_size"):
         G(torch.randn(1, 1, 32, 32), torch.tensor([0]))
 
 
 @pytest.mark.parametrize("net_name", ["G", "D"])
-def test_spectral_norm_wraps_every_conv_and_linear_only(net_name):
+def test_spectral_norm_wraps_every_conv_and_linear_only(net_name, tiny_config):
     config = tiny_config(sn_generator=True, sn_discriminator=True)
     net = build_generator(config) if net_name == "G" else build_discriminator(config)
     wrapped = {name for name, _ in spectral_norm_layers(net)}
@@ -101,7 +100,7 @@ def test_spectral_norm_wraps_every_conv_and_linear_only(net_name):
     assert uses_spectral_norm(net.state_dict())
 
 
-def test_init_lands_in_weight_orig():
+def test_init_lands_in_weight_orig(tiny_config):
     torch.manual_seed(0)
     G = build_generator(tiny_config(sn_generator=True, ngf=32))
     for name, module in spectral_norm_layers(G):
@@ -127,7 +126,7 @@ def test_init_matches_zi2zi():
 
 
 @pytest.mark.parametrize("net_name", ["G", "D"])
-def test_spectral_norm_bounds_largest_singular_value(net_name):
+def test_spectral_norm_bounds_largest_singular_value(net_name, tiny_config):
     torch.manual_seed(1)
     config = tiny_config(sn_generator=True, sn_discriminator=True, norm="none")
     net = build_generator(config) if net_name == "G" else build_discriminator(config)
@@ -143,7 +142,7 @@ def test_spectral_norm_bounds_largest_singular_value(net_name):
     assert largest_singular_value(net) > 0
 
 
-def test_transposed_conv_normalised_along_dim_1():
+def test_transposed_conv_normalised_along_dim_1(tiny_config):
     G = build_generator(tiny_config(sn_generator=True))
     upconv = G.model.up[1]
     # weight_u has one entry per row of the matrix: the output channels, dim 1 of a ConvTranspose2d
@@ -152,7 +151,7 @@ def test_transposed_conv_normalised_along_dim_1():
     assert conv.weight_u.shape[0] == conv.weight_orig.shape[0]
 
 
-def test_power_iteration_frozen_in_eval():
+def test_power_iteration_frozen_in_eval(tiny_config):
     config = tiny_config(sn_generator=True, sn_discriminator=True)
     G = build_generator(config).eval()
     before = {k: v.clone() for k, v in G.state_dict().items() if k.endswith(("weight_u", "weight_v"))}
@@ -167,7 +166,7 @@ def test_power_iteration_frozen_in_eval():
 
 
 @pytest.mark.parametrize("norm", ["instance", "none"])
-def test_norm_choices(norm):
+def test_norm_choices(norm, tiny_config):
     config = tiny_config(norm=norm, sn_discriminator=True)
     G, D = build_generator(config), build_discriminator(config)
     keys = list(G.state_dict()) + list(D.state_dict())
@@ -179,7 +178,7 @@ def test_norm_choices(norm):
     assert D(torch.cat([x, fake], 1))[0].shape == (2, 1)
 
 
-def test_apply_spectral_norm_is_idempotent():
+def test_apply_spectral_norm_is_idempotent(tiny_config):
     D = build_discriminator(tiny_config())
     apply_spectral_norm(D)
     keys = set(D.state_dict())

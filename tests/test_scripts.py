@@ -3,13 +3,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT
 
+ROOT = Path(__file__).resolve().parents[1]
 FONTS = ROOT / "fonts"
 SRC = FONTS / "NotoSansSC-Subset.otf"
 TARGETS = [FONTS / "NotoSerifSC-Subset.otf", FONTS / "WenKai-Subset.ttf"]
@@ -127,9 +128,9 @@ def test_script_errors_are_one_line(experiment, tmp_path):
                    "train.obj does not exist")
     one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
                           "--image_size", 32, "--embedding_num", 1, "--device", "cpu", check=False),
-                   "style label 1 but --embedding_num is 1")
+                   "train.obj has style label 1, outside 0..0: .*raise --embedding_num")
     one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
-                          "--device", "cpu", check=False), "32px glyphs but --image_size is 256")
+                          "--device", "cpu", check=False), "32px glyphs but the model works on 256px; pass --image_size 32")
     one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
                           "--image_size", 100, "--device", "cpu", check=False), "--image_size must be a power of two")
     one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
@@ -147,7 +148,7 @@ def test_script_errors_are_one_line(experiment, tmp_path):
                    "no paired images")
 
 
-def test_ctrl_c_saves_a_checkpoint(experiment, tmp_path):
+def test_ctrl_c_saves_a_checkpoint(experiment, tmp_path, repo_root):
     import signal
     import time
     exp = tmp_path / "interrupted"
@@ -189,7 +190,9 @@ def test_train_options_take_effect(experiment, tmp_path):
            "--flip_labels", "--freeze_encoder", "--fine_tune", "1", "--inst_norm", "--lr_D", "0.004",
            "--g_steps", 1, "--amp", "bf16", "--channels_last", "--rotate", "--blur", "--bold", "--device", "cpu")
     config = json.loads((exp / "config.json").read_text())
-    assert config["model_config"]["norm"] == "instance" and config["amp"] == "bf16"
+    assert config["model_config"]["norm"] == "instance" and config["device_config"]["amp"] == "bf16"
+    run = config["run_config"]
+    assert run["bold"] and run["rotate"] and run["blur"] and run["fine_tune"] == [1] and run["max_steps"] == 2
     assert config["train_config"]["flip_labels"] and config["train_config"]["freeze_encoder"]
     assert config["train_config"]["g_steps"] == 1 and config["data"]["labels"] == [1]
     assert config["data"]["train_pairs"] == 15  # only label 1

@@ -1,6 +1,8 @@
-"""What every script does around its main(): one-line errors and clean Ctrl-C."""
+"""What every script does around its main(): one-line errors and clean Ctrl-C, and flag parsing helpers."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import sys
 from typing import Callable
@@ -24,3 +26,38 @@ def run(main: Callable[[], int | None]) -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def parse_int_list(text: str, flag: str) -> list[int]:
+    """`"0, 2,5"` -> [0, 2, 5], in the given order, without repeats; a bad list names the flag."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{flag} expects comma-separated integers such as 0,2,5; got {text!r}") from None
+    if not values:
+        raise UserError(f"{flag} needs at least one number; got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def default_of(cls, name: str):
+    """The default of dataclass field `name` (where every default lives)."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return field.default
+
+
+def add_config_flag(group: argparse._ActionsContainer, cls, name: str, help: str, *flags: str,
+                    **kwargs) -> None:
+    """A flag for dataclass field `cls.name`: default None ("not given"), help shows the field default.
+
+    A boolean field becomes a store_true switch. Resolution of "not given" happens later,
+    against a checkpoint being resumed and then the field default.
+    """
+    default = default_of(cls, name)
+    if isinstance(default, bool) and "action" not in kwargs:
+        kwargs["action"] = "store_true"
+    elif "action" not in kwargs and "type" not in kwargs and default is not None:
+        kwargs["type"] = type(default)
+    shown = "off" if default is False else ("on" if default is True else default)
+    inverted = kwargs.get("action") == "store_false"  # e.g. --no_augment: its help says what it turns off
+    help_text = f"{help} (default: {shown})" if shown is not None and not inverted else help
+    group.add_argument(*(flags or (f"--{name}",)), dest=name, default=None, help=help_text, **kwargs)

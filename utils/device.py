@@ -29,3 +29,15 @@ def resolve_device(name: str | None = None, gpu_ids: str | None = None) -> torch
     elif device.type != "cpu":
         raise UserError(f"--device must be cpu, cuda or cuda:N; got {name!r}")
     return device
+
+
+# --amp choices and the dtype each one runs the forward passes in.
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, amp: str):
+    """torch.autocast for `--amp`, or a context that does nothing for "off"."""
+    if amp not in AMP_DTYPES:
+        raise UserError(f"--amp must be one of {', '.join(AMP_DTYPES)}; got {amp!r}")
+    dtype = AMP_DTYPES[amp]
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

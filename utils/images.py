@@ -61,3 +61,22 @@ def text_grid(images: torch.Tensor, per_row: int = 10, pad: int = 4) -> Image.Im
         r, c = divmod(i, per_row)
         canvas[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = arrays[i]
     return Image.fromarray(canvas, mode="L")
+
+
+def write_style(save_dir: Path, label: int, names: list[str], fakes: torch.Tensor, per_row: int = 10,
+                sources: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> Path:
+    """One PNG per glyph under save_dir/{label}/ and a grid save_dir/style_{label}.png.
+
+    With real `targets` (and their `sources`), the grid shows source | target | generated;
+    otherwise the generated glyphs laid out like text, `per_row` to a line.
+    """
+    folder = Path(save_dir) / str(label)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, fake in zip(names, fakes):
+        glyph_image(fake).save(folder / f"{name}.png")
+    grid_path = Path(save_dir) / f"style_{label}.png"
+    if targets is not None:
+        grid_image([sources, targets, fakes], rows_per_block=10).save(grid_path)
+    else:
+        text_grid(fakes, per_row).save(grid_path)
+    return grid_path

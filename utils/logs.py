@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+from .io import atomic_write_text
+
 
 class JsonlLogger:
     """One JSON object per line, flushed at once, so a crash loses nothing written."""
@@ -43,9 +45,7 @@ def truncate_after_step(path: str | Path, step: int) -> int:
     path = Path(path)
     rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
     if path.exists():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
     return len(rows)
 
 

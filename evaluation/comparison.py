@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,14 +19,14 @@ from tqdm import tqdm
 from data.dataset import to_tensor
 from data.loader import PairBank
 from data.render import Font, RenderSettings, render_char
+from model.checkpoint import available_steps, load_generator
+from model.config import ModelConfig
+from model.inference import generate
 from utils.errors import UserError
 from utils.logs import read_jsonl
 
-from .checkpoint import available_steps, load_generator
-from .config import ModelConfig
-from .inference import generate
-from .evaluation import (METRICS, collapse_measures, is_collapsed, label_sensitivity, paired_bootstrap,
-                         per_sample_metrics, stability_measures, to_unit)
+from .metrics import (METRICS, PairedDifference, collapse_measures, is_collapsed, label_sensitivity,
+                      paired_bootstrap, per_sample_metrics, stability_measures, to_unit)
 
 
 @dataclass
@@ -121,33 +121,39 @@ def eval_set_from_fonts(src_font: str, dst_fonts: dict[int, str], chars: list[st
                    _group_by_source(sources, labels, c_list))
 
 
-def _generate(netG, config: ModelConfig, sources: torch.Tensor, labels: torch.Tensor, device, batch_size: int):
-    return generate(netG, sources.expand(-1, config.input_nc, -1, -1), labels, batch_size, device, progress=False)
+@dataclass
+class CheckpointResult:
+    """One checkpoint on the evaluation set: its outputs, per-sample metrics, collapse measures."""
+    step: int
+    config: ModelConfig
+    fake: torch.Tensor
+    metrics: dict[str, torch.Tensor]
+    collapse: dict[str, float]
+
+    def means(self) -> dict[str, float]:
+        return {k: v.mean().item() for k, v in self.metrics.items()}
 
 
-def evaluate_checkpoint(run: RunSpec, step, evalset: EvalSet, device, batch_size: int) -> dict:
+def evaluate_checkpoint(run: RunSpec, step, evalset: EvalSet, device, batch_size: int) -> CheckpointResult:
     """Generated glyphs, per-sample metrics and collapse measures of one checkpoint."""
     netG, config, step = load_generator(run.checkpoint_dir, step, device)
-    if config.image_size != evalset.image_size:
-        raise UserError(f"run {run.name} works on {config.image_size}px glyphs but the evaluation set "
-                        f"has {evalset.image_size}px")
-    bad = evalset.labels.max().item()
-    if bad >= config.embedding_num:
-        raise UserError(f"the evaluation set has style label {bad} but run {run.name} has "
-                        f"embedding_num={config.embedding_num}")
-    fake = _generate(netG, config, evalset.sources, evalset.labels, device, batch_size)
+    config.check_data(f"the evaluation set (for run {run.name})", evalset.image_size, evalset.labels.unique())
+
+    def outputs(sources, labels):
+        return generate(netG, sources, labels, batch_size, device, progress=False)
+
+    fake = outputs(evalset.sources, evalset.labels)
     fake_u, real_u = to_unit(fake), to_unit(evalset.targets)
-    result = {"step": step, "config": config, "fake": fake, "metrics": per_sample_metrics(fake_u, real_u),
-              "collapse": collapse_measures(fake_u, real_u, evalset.labels)}
+    result = CheckpointResult(step, config, fake, per_sample_metrics(fake_u, real_u),
+                              collapse_measures(fake_u, real_u, evalset.labels))
     if evalset.groups:
         firsts = [g[0] for g in evalset.groups]
         all_labels = sorted(set(evalset.labels.tolist()))
         src = evalset.sources[firsts]
-        outputs = {label: to_unit(_generate(netG, config, src, torch.full((len(firsts),), label), device,
-                                            batch_size)) for label in all_labels}
+        by_label = {label: to_unit(outputs(src, torch.full((len(firsts),), label))) for label in all_labels}
         real = {label: to_unit(evalset.targets[[g[k] for g in evalset.groups]])
                 for k, label in enumerate(all_labels)}
-        result["collapse"].update(label_sensitivity(outputs, real))
+        result.collapse.update(label_sensitivity(by_label, real))
     return result
 
 
@@ -159,12 +165,11 @@ def summarize(per_sample: dict[str, torch.Tensor], labels: torch.Tensor) -> dict
 
 
 def checkpoint_series(run: RunSpec, evalset: EvalSet, device, batch_size: int, count: int,
-                      evaluated: dict | None = None) -> list[dict]:
+                      evaluated: CheckpointResult | None = None) -> list[dict]:
     """Mean metrics and diversity at up to `count` evenly spaced checkpoints of a run.
 
-    `evaluated` maps steps already evaluated to their results, which are reused.
+    `evaluated`, a checkpoint already evaluated, is reused rather than evaluated again.
     """
-    evaluated = evaluated or {}
     steps = available_steps(run.checkpoint_dir)
     if count <= 0 or not steps:
         return []
@@ -172,9 +177,9 @@ def checkpoint_series(run: RunSpec, evalset: EvalSet, device, batch_size: int, c
         steps = [steps[round(i * (len(steps) - 1) / (count - 1))] for i in range(count)] if count > 1 else steps[-1:]
     series = []
     for step in tqdm(list(dict.fromkeys(steps)), desc=f"checkpoints of {run.name}", unit="ckpt", leave=False):
-        r = evaluated.get(step) or evaluate_checkpoint(run, step, evalset, device, batch_size)
-        series.append({"step": step, **{k: v.mean().item() for k, v in r["metrics"].items()},
-                       "diversity_ratio": r["collapse"]["diversity_ratio"]})
+        r = evaluated if evaluated is not None and evaluated.step == step else \
+            evaluate_checkpoint(run, step, evalset, device, batch_size)
+        series.append({"step": step, **r.means(), "diversity_ratio": r.collapse["diversity_ratio"]})
     return series
 
 
@@ -191,31 +196,81 @@ def collapse_and_recovery(series: list[dict]) -> str:
     return "no collapse across checkpoints" if len(values) > 1 else "too few checkpoints to tell"
 
 
+@dataclass
+class RunResult:
+    """One run of a comparison: its evaluated checkpoint and what the report says about it."""
+    name: str
+    experiment_dir: str
+    evaluated: CheckpointResult
+    summary: dict                 # {"overall": {metric: mean}, "by_label": {label: {metric: mean}}}
+    stability: dict[str, float]
+    log: list[dict]               # train.jsonl rows up to the evaluated step
+    series: list[dict]            # metrics at evenly spaced checkpoints
+    versus_first: dict[str, PairedDifference] = field(default_factory=dict)
+
+    @property
+    def step(self) -> int:
+        return self.evaluated.step
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.evaluated.config
+
+    @property
+    def collapse(self) -> dict[str, float]:
+        return self.evaluated.collapse
+
+    @property
+    def collapsed(self) -> bool:
+        return is_collapsed(self.collapse)
+
+    @property
+    def trend(self) -> str:
+        return collapse_and_recovery(self.series)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "experiment_dir": self.experiment_dir, "step": self.step,
+                "config": self.config.to_dict(), "summary": self.summary, "collapse": self.collapse,
+                "collapsed": self.collapsed, "trend": self.trend, "stability": self.stability,
+                "series": self.series, "versus_first": {k: asdict(v) for k, v in self.versus_first.items()}}
+
+
+@dataclass
+class Comparison:
+    """Everything the report shows: the evaluation set and every run, the first being the baseline."""
+    eval_set: str
+    labels: list[int]
+    samples: int
+    seed: int
+    runs: list[RunResult]
+
+    def to_json(self) -> dict:
+        return {"eval_set": self.eval_set, "labels": self.labels, "samples": self.samples, "seed": self.seed,
+                "runs": [r.to_json() for r in self.runs]}
+
+
+def evaluate_run(run: RunSpec, evalset: EvalSet, device, batch_size: int, checkpoints: int) -> RunResult:
+    evaluated = evaluate_checkpoint(run, run.step, evalset, device, batch_size)
+    rows = [row for row in read_jsonl(run.experiment_dir / "logs" / "train.jsonl")
+            if row.get("step", 0) <= evaluated.step]
+    return RunResult(run.name, str(run.experiment_dir), evaluated, summarize(evaluated.metrics, evalset.labels),
+                     stability_measures(rows), rows,
+                     checkpoint_series(run, evalset, device, batch_size, checkpoints, evaluated))
+
+
 def compare_runs(runs: list[RunSpec], evalset: EvalSet, device, batch_size: int = 16, seed: int = 0,
-                 n_boot: int = 2000, checkpoints: int = 6) -> dict:
-    """Everything the report shows, as plain data (tensors kept under private keys)."""
+                 n_boot: int = 2000, checkpoints: int = 6) -> Comparison:
+    """Evaluate every run on `evalset` and compare each with the first, sample by sample."""
     if len(runs) < 2:
         raise UserError("give at least two --run to compare")
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise UserError(f"run names must differ ({', '.join(names)}); name them with DIR=NAME")
-    results = []
-    for run in tqdm(runs, desc="runs", unit="run", leave=False):
-        r = evaluate_checkpoint(run, run.step, evalset, device, batch_size)
-        # the run's log up to the evaluated checkpoint
-        rows = [row for row in read_jsonl(run.experiment_dir / "logs" / "train.jsonl")
-                if row.get("step", 0) <= r["step"]]
-        r.update(name=run.name, experiment_dir=str(run.experiment_dir), summary=summarize(r["metrics"], evalset.labels),
-                 collapsed=is_collapsed(r["collapse"]), stability=stability_measures(rows), log=rows,
-                 sn={"generator": r["config"].sn_generator, "discriminator": r["config"].sn_discriminator},
-                 series=checkpoint_series(run, evalset, device, batch_size, checkpoints, {r["step"]: r}))
-        r["trend"] = collapse_and_recovery(r["series"])
-        results.append(r)
+    results = [evaluate_run(run, evalset, device, batch_size, checkpoints)
+               for run in tqdm(runs, desc="runs", unit="run", leave=False)]
     base = results[0]
     for r in results[1:]:
-        r["versus_first"] = {
-            metric: paired_bootstrap(base["metrics"][metric], r["metrics"][metric], higher,
-                                     (base["name"], r["name"]), n_boot, seed).__dict__
-            for metric, higher in METRICS.items()}
-    return {"eval_set": evalset.description, "labels": sorted(set(evalset.labels.tolist())),
-            "samples": len(evalset.labels), "seed": seed, "runs": results}
+        r.versus_first = {metric: paired_bootstrap(base.evaluated.metrics[metric], r.evaluated.metrics[metric],
+                                                   higher, (base.name, r.name), n_boot, seed)
+                          for metric, higher in METRICS.items()}
+    return Comparison(evalset.description, sorted(set(evalset.labels.tolist())), len(evalset.labels), seed, results)

@@ -8,20 +8,19 @@ Per iteration: forward, D step, G step, then (g_steps - 1) more forward + G step
 from __future__ import annotations
 
 import math
-import random
-from contextlib import nullcontext
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.config import ModelConfig, TrainConfig
+from model.inference import generate
+from model.losses import BinaryLoss, CategoryLoss
+from model.networks import build_discriminator, build_generator
+from model.spectral import reuse_spectral_norm, spectral_norm_layers
+from utils.device import AMP_DTYPES, autocast
 from utils.errors import UserError
-
-from .config import ModelConfig, TrainConfig
-from .losses import BinaryLoss, CategoryLoss
-from .networks import build_discriminator, build_generator
-from .spectral import reuse_spectral_norm, spectral_norm_layers
+from utils.rng import capture_rng_state, restore_rng_state
 
 
 class NonFiniteLossError(UserError):
@@ -42,9 +41,6 @@ def _grad_norm(net: nn.Module) -> torch.Tensor:
     return torch.stack([g.detach().norm() for g in grads]).norm()
 
 
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 class Zi2ZiModel:
     """Generator, discriminator, their optimisers and zi2zi's losses on one device.
 
@@ -55,7 +51,7 @@ class Zi2ZiModel:
     """
 
     def __init__(self, config: ModelConfig, train_config: TrainConfig | None = None,
-                 device: str | torch.device = "cpu", is_training: bool = True, amp: str = "off",
+                 device: str | torch.device = "cpu", amp: str = "off",
                  channels_last: bool = False, compile: bool = False):
         # config: architecture (saved with every checkpoint); train_config: losses and optimiser.
         self.config = config
@@ -88,25 +84,16 @@ class Zi2ZiModel:
         self.fake_binary_loss = BinaryLoss(False)
         self.step = 0
         self.epoch = 0
-        self.train(is_training)
+        self.train()
 
     # ----------------------------------------------------------------- inputs
     def train(self, mode: bool = True) -> None:
         self.netG.train(mode)
         self.netD.train(mode)
 
-    def eval(self) -> None:
-        self.train(False)
-
     def check_labels(self, labels: torch.Tensor) -> None:
-        if not labels.numel():
-            return
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= self.config.embedding_num:
-            bad = low if low < 0 else high
-            raise UserError(f"style label {bad} is outside 0..{self.config.embedding_num - 1}: the model has "
-                            f"embedding_num={self.config.embedding_num}; raise --embedding_num "
-                            f"or relabel the data")
+        if labels.numel():
+            self.config.check_labels(int(labels.min()), int(labels.max()), "the batch")
 
     def set_input(self, labels: torch.Tensor, real_A: torch.Tensor, real_B: torch.Tensor) -> None:
         """real_A: source glyphs, real_B: target glyphs, labels: style ids (any device)."""
@@ -116,8 +103,7 @@ class Zi2ZiModel:
         self.real_B = real_B.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
 
     def autocast(self):
-        dtype = AMP_DTYPES[self.amp]
-        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
+        return autocast(self.device, self.amp)
 
     # ---------------------------------------------------------------- forward
     def forward(self) -> None:
@@ -214,17 +200,10 @@ class Zi2ZiModel:
                 f"saved checkpoint is intact. Try a lower --lr / --lr_D or --amp off.")
         return result
 
-    @torch.no_grad()
     def generate(self, real_A: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Generator output in eval mode (no dropout, running BN statistics)."""
+        """Generator output in eval mode (no dropout, running BN statistics), on the CPU."""
         self.check_labels(labels)
-        was_training = self.netG.training
-        self.netG.eval()
-        real_A = real_A.to(self.device).contiguous(memory_format=self.memory_format)
-        with self.autocast():
-            fake, _ = self.G(real_A, labels.to(self.device).long())
-        self.netG.train(was_training)
-        return fake.float()
+        return generate(self.G, real_A, labels, len(real_A), self.device, self.amp, progress=False)
 
     # ------------------------------------------------------------ schedule
     @property
@@ -252,13 +231,24 @@ class Zi2ZiModel:
             "scaler_D": self.scaler_D.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
-            **self.learning_rates,
             "rng": capture_rng_state(),
         }
 
     def load_training_state(self, state: dict, restore_rng: bool = True) -> None:
+        """Continue from `state`; a learning rate changed since it was saved takes effect now.
+
+        The optimisers carry the scheduled (possibly halved) rates; they are kept unless
+        this run's TrainConfig sets a different --lr / --lr_D than the saved one, in which
+        case the new rate replaces the scheduled one from this step on.
+        """
         self.optimizer_G.load_state_dict(state["optimizer_G"])
         self.optimizer_D.load_state_dict(state["optimizer_D"])
+        saved = TrainConfig.from_dict(state["train_config"])
+        for optimizer, old, new in ((self.optimizer_G, saved.lr, self.train_config.lr),
+                                    (self.optimizer_D, saved.discriminator_lr, self.train_config.discriminator_lr)):
+            if new != old:
+                for group in optimizer.param_groups:
+                    group["lr"] = new
         if self.amp == "fp16" and state.get("scaler_G"):
             self.scaler_G.load_state_dict(state["scaler_G"])
             self.scaler_D.load_state_dict(state["scaler_D"])
@@ -266,28 +256,3 @@ class Zi2ZiModel:
         self.epoch = int(state["epoch"])
         if restore_rng:
             restore_rng_state(state["rng"])
-
-
-def capture_rng_state() -> dict:
-    """Python, NumPy, torch CPU and CUDA RNG states, in weights_only-loadable types."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])

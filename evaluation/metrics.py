@@ -8,8 +8,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import pytorch_msssim
+import scipy.stats
 import torch
-import torch.nn.functional as F
 
 # name -> True when higher is better
 METRICS = {"l1": False, "rmse": False, "psnr": True, "ssim": True, "ink_iou": True}
@@ -22,28 +24,18 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return ((images.double().mean(dim=1, keepdim=True) + 1) / 2).clamp(0, 1)
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).view(1, 1, size, size)
-
-
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Per-image SSIM with the usual 11x11 Gaussian window (sigma 1.5), K1=0.01, K2=0.03.
+    """Per-image SSIM (11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03), by pytorch-msssim.
 
-    Statistics use the population (not sample) covariance and the mean is taken over
-    the "valid" region, as Wang et al. and scikit-image's gaussian_weights=True do.
+    Its statistics match Wang et al. and scikit-image's gaussian_weights=True with the
+    population covariance, averaged over the "valid" region. The window is built in the
+    images' own precision (the library's default window is float32).
     """
-    w = _gaussian_window().to(a.device)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
-    var_a = F.conv2d(a * a, w) - mu_a ** 2
-    var_b = F.conv2d(b * b, w) - mu_b ** 2
-    cov = F.conv2d(a * b, w) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    # "valid" convolution: the (win_size - 1) // 2 border pixels are left out, as scikit-image does
-    return s.flatten(1).mean(dim=1)
+    x = torch.arange(11, dtype=a.dtype, device=a.device) - 5
+    window = torch.exp(-(x ** 2) / (2 * 1.5 ** 2))
+    window = (window / window.sum()).view(1, 1, 1, -1).repeat(a.shape[1], 1, 1, 1)
+    return pytorch_msssim.ssim(a, b, data_range=data_range, size_average=False, win=window,
+                               nonnegative_ssim=False)
 
 
 def per_sample_metrics(fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -72,18 +64,26 @@ class PairedDifference:
 
 def paired_bootstrap(a: torch.Tensor, b: torch.Tensor, higher_is_better: bool, names=("A", "B"),
                      n_boot: int = 2000, seed: int = 0) -> PairedDifference:
-    """Mean of (b - a) over the same samples with a percentile bootstrap 95% interval."""
-    d = (b - a).double()
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, len(d), (n_boot, len(d)), generator=g)
-    boots = d[idx].mean(1)
-    low, high = torch.quantile(boots, 0.025).item(), torch.quantile(boots, 0.975).item()
+    """Mean of (b - a) over the same samples with a bootstrap 95% interval (scipy, BCa).
+
+    Resampling the per-sample differences keeps the pairing: both runs are judged on
+    the same characters. Identical differences (e.g. a run against itself) have a
+    zero-width interval, which BCa cannot compute, so they are returned as is.
+    """
+    d = (b - a).double().cpu().numpy()
+    mean = float(d.mean())
+    if np.ptp(d) == 0:
+        low = high = mean
+    else:
+        result = scipy.stats.bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=0.95,
+                                       method="BCa", random_state=np.random.default_rng(seed))
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
     if low > 0 or high < 0:
         b_better = (low > 0) == higher_is_better
         verdict = f"{names[1]} better" if b_better else f"{names[0]} better"
     else:
         verdict = "no clear difference"
-    return PairedDifference(d.mean().item(), low, high, verdict)
+    return PairedDifference(mean, low, high, verdict)
 
 
 def _pairwise_l1(x: torch.Tensor) -> torch.Tensor:
@@ -159,15 +159,11 @@ def _series(rows: list[dict], key: str) -> list[float]:
 
 
 def _median(values: list[float]) -> float:
-    s = sorted(values)
-    n = len(s)
-    return float("nan") if not n else (s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2)
+    return float(np.median(values)) if values else float("nan")
 
 
 def _quantile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    return torch.quantile(torch.tensor(values, dtype=torch.float64), q).item()
+    return float(np.quantile(values, q)) if values else float("nan")
 
 
 def count_spikes(values: list[float], window: int = 20, k: float = 6.0) -> int:

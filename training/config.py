@@ -1,0 +1,228 @@
+"""Run settings and the one place where flag > checkpoint > default is resolved.
+
+    settings = resolve_settings(vars(args), saved_state)   # saved_state: None for a new run
+    settings.model, settings.train, settings.run, settings.device
+
+Four dataclasses hold every setting of a run, each with its own rule for a resumed run
+(stated in its docstring): `ModelConfig` (architecture), `TrainConfig` (losses and
+optimiser), `RunConfig` (data order, augmentation, intervals) and `DeviceConfig`
+(this machine's device and speed options). The defaults live in the dataclasses only;
+train.py's flags default to None, meaning "not given".
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from model.config import ModelConfig, TrainConfig, config_from_dict, flag_name
+from utils.cli import add_config_flag as flag
+from utils.cli import parse_int_list
+from utils.errors import UserError
+
+LOADERS = ("fast", "pil")
+AMP_CHOICES = ("off", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How a run goes through its data and what it records when.
+
+    Resolution rule: a resumed run keeps the checkpoint's values (same data order,
+    augmentation and intervals, so the resumed run is the run it continues); a flag
+    given again overrides one, and the change is printed.
+    """
+    data_dir: str | None = None        # None: experiment_dir/data
+    epoch: int = 100
+    max_steps: int | None = None
+    batch_size: int = 16
+    random_seed: int = 777
+    fine_tune: tuple[int, ...] | None = None
+    augment: bool = True
+    bold: bool = False
+    rotate: bool = False
+    blur: bool = False
+    sample_steps: int = 200
+    checkpoint_steps: int = 1000
+    log_steps: int = 10
+    keep_last: int = 0
+    sample_count: int = 16
+
+    def __post_init__(self):
+        for name in ("epoch", "batch_size", "sample_steps", "checkpoint_steps", "log_steps", "sample_count"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name} must be >= 1; got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"--max_steps must be >= 1; got {self.max_steps}")
+        if self.keep_last < 0:
+            raise UserError(f"--keep_last must be >= 0 (0 keeps every checkpoint); got {self.keep_last}")
+        if self.fine_tune is not None:
+            object.__setattr__(self, "fine_tune", tuple(sorted(set(self.fine_tune))))
+            if not self.fine_tune:
+                raise UserError("--fine_tune needs at least one label")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        return config_from_dict(cls, values)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Where and how fast this process runs.
+
+    Resolution rule: never taken from a checkpoint (a run may resume on another
+    machine); flags or these defaults.
+    """
+    device: str | None = None          # None: CUDA when available, else CPU
+    gpu_ids: str | None = None
+    loader: str = "fast"
+    num_workers: int = 0
+    amp: str = "off"
+    channels_last: bool = False
+    compile: bool = False
+
+    def __post_init__(self):
+        if self.loader not in LOADERS:
+            raise UserError(f"--loader must be one of {', '.join(LOADERS)}; got {self.loader!r}")
+        if self.amp not in AMP_CHOICES:
+            raise UserError(f"--amp must be one of {', '.join(AMP_CHOICES)}; got {self.amp!r}")
+        if self.num_workers < 0:
+            raise UserError(f"--num_workers must be >= 0; got {self.num_workers}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: ModelConfig
+    train: TrainConfig
+    run: RunConfig
+    device: DeviceConfig
+
+    def to_dict(self) -> dict:
+        return {"model_config": self.model.to_dict(), "train_config": self.train.to_dict(),
+                "run_config": self.run.to_dict(), "device_config": self.device.to_dict()}
+
+    def describe(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
+
+
+def _given(cls, flags: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `cls` that the user gave on the command line (None means not given)."""
+    return {f.name: flags[f.name] for f in dataclasses.fields(cls) if flags.get(f.name) is not None}
+
+
+def _override(saved, given: dict[str, Any], what: str):
+    """Saved values with the given flags applied; a real change is printed."""
+    changed = {k: v for k, v in given.items() if getattr(saved, k) != v}
+    if changed:
+        shown = ", ".join(f"{flag_name(k)} {getattr(saved, k)} -> {v}" for k, v in changed.items())
+        print(f"note: resuming with changed {what}: {shown}")
+    return dataclasses.replace(saved, **changed)
+
+
+def saved_run_config(state: dict) -> RunConfig:
+    if "run_config" in state:
+        return RunConfig.from_dict(state["run_config"])
+    # A state file from before RunConfig kept the same settings under another name.
+    old = dict(state.get("extra", {}).get("resumed_settings", {}))
+    old["augment"] = not old.pop("no_augment", False)
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in old.items() if k in known and v is not None})
+
+
+def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None) -> Settings:
+    """Flag > checkpoint > default for every setting, with each class's rule (see their docstrings).
+
+    `flags` maps field names to the values given on the command line, None where a
+    flag was not given; `saved_state` is the training state of the checkpoint being
+    resumed, or None for a new run.
+    """
+    flags = dict(flags)
+    if flags.pop("inst_norm", False):  # zi2zi's name for --norm instance
+        if flags.get("norm") not in (None, "instance"):
+            raise UserError(f"--inst_norm contradicts --norm {flags['norm']}")
+        flags["norm"] = "instance"
+    device = DeviceConfig(**_given(DeviceConfig, flags))
+    if saved_state is None:
+        return Settings(ModelConfig(**_given(ModelConfig, flags)), TrainConfig(**_given(TrainConfig, flags)),
+                        RunConfig(**_given(RunConfig, flags)), device)
+    model = ModelConfig.from_dict(saved_state["model_config"])
+    model.check_flags(_given(ModelConfig, flags), "the checkpoint being resumed")
+    train = _override(TrainConfig.from_dict(saved_state["train_config"]), _given(TrainConfig, flags),
+                      "loss/optimiser settings")
+    run = _override(saved_run_config(saved_state), _given(RunConfig, flags), "run settings")
+    return Settings(model, train, run, device)
+
+
+def _labels(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(parse_int_list(text, "--fine_tune"))
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def build_parser(doc: str) -> argparse.ArgumentParser:
+    """train.py's flags: every setting flag defaults to None ("not given"); help shows the field default."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("experiment")
+    g.add_argument("--experiment_dir", required=True, help="holds data/, checkpoint/, sample/, logs/")
+    g.add_argument("--checkpoint_dir", help="default: experiment_dir/checkpoint")
+    g.add_argument("--resume", help="step number or 'latest': continue that checkpoint's run")
+    g.add_argument("--dry_run", action="store_true", help="print the resolved settings and exit")
+    g = p.add_argument_group("architecture (saved in the checkpoint; contradicting it on resume is an error)")
+    flag(g, ModelConfig, "image_size", "glyph side in pixels, a power of two >= 32")
+    flag(g, ModelConfig, "input_nc", "image channels: 1 grayscale, 3 RGB", choices=[1, 3])
+    flag(g, ModelConfig, "embedding_num", "number of style labels")
+    flag(g, ModelConfig, "embedding_dim", "style embedding size")
+    flag(g, ModelConfig, "ngf", "generator width")
+    flag(g, ModelConfig, "ndf", "discriminator width")
+    flag(g, ModelConfig, "norm", "norm layers of both networks", choices=["batch", "instance", "none"])
+    g.add_argument("--inst_norm", action="store_true", help="zi2zi's name for --norm instance")
+    flag(g, ModelConfig, "sn_generator", "spectral norm on every Conv/ConvTranspose/Linear of G",
+         "--sn-generator", "--sn_generator")
+    flag(g, ModelConfig, "sn_discriminator", "spectral norm on every Conv/Linear of D",
+         "--sn-discriminator", "--sn_discriminator")
+    g = p.add_argument_group("losses and optimiser (a flag given on resume overrides the checkpoint)")
+    flag(g, TrainConfig, "lr", "generator (and default discriminator) learning rate")
+    flag(g, TrainConfig, "lr_D", "discriminator learning rate (default: --lr)", type=float)
+    flag(g, TrainConfig, "schedule", "halve learning rates every this many epochs")
+    flag(g, TrainConfig, "L1_penalty", "weight of the L1 loss")
+    flag(g, TrainConfig, "Lconst_penalty", "weight of the encoding-constancy loss")
+    flag(g, TrainConfig, "Lcategory_penalty", "weight of the style-category loss")
+    flag(g, TrainConfig, "g_steps", "generator updates per iteration")
+    flag(g, TrainConfig, "freeze_encoder", "keep the generator's encoder (down path) fixed")
+    flag(g, TrainConfig, "flip_labels", "also train on shuffled labels (adversarial, category, const losses; no L1)")
+    g = p.add_argument_group("run (a flag given on resume overrides the checkpoint)")
+    flag(g, RunConfig, "data_dir", "folder with train.obj/val.obj (default: experiment_dir/data)", type=str)
+    flag(g, RunConfig, "epoch", "epochs to train")
+    flag(g, RunConfig, "max_steps", "stop after this many steps in total", type=int)
+    flag(g, RunConfig, "batch_size", "pairs per step")
+    flag(g, RunConfig, "random_seed", "seed of weights, data order and augmentation")
+    flag(g, RunConfig, "fine_tune", "train only on these labels, e.g. 1,3",
+         type=_labels)
+    flag(g, RunConfig, "augment", "turn off zi2zi's random enlarge-and-crop", "--no_augment", action="store_false")
+    flag(g, RunConfig, "bold", "enlarge up to 20%% instead of 5%% when augmenting")
+    flag(g, RunConfig, "rotate", "occasionally turn pairs 180 degrees")
+    flag(g, RunConfig, "blur", "occasionally blur pairs")
+    flag(g, RunConfig, "sample_steps", "write a sample grid every this many steps")
+    flag(g, RunConfig, "checkpoint_steps", "checkpoint interval in steps")
+    flag(g, RunConfig, "log_steps", "train.jsonl interval in steps")
+    flag(g, RunConfig, "keep_last", "keep only the newest N checkpoints (0: all)")
+    g = p.add_argument_group("device and speed (this machine's; never taken from a checkpoint)")
+    flag(g, DeviceConfig, "device", "cpu, cuda or cuda:N (default: CUDA when available)", type=str)
+    flag(g, DeviceConfig, "gpu_ids", "zi2zi's way to pick a GPU, e.g. 0 (the first one is used)", type=str)
+    flag(g, DeviceConfig, "loader", "fast: decode once, augment batches on the device; pil: zi2zi's per-item path",
+         choices=["fast", "pil"])
+    flag(g, DeviceConfig, "num_workers", "processes decoding the .obj (fast) or DataLoader workers (pil)")
+    flag(g, DeviceConfig, "amp", "mixed precision", choices=["off", "bf16", "fp16"])
+    flag(g, DeviceConfig, "channels_last", "NHWC activations (faster on tensor cores)")
+    flag(g, DeviceConfig, "compile", "torch.compile both networks")
+    return p

@@ -1,0 +1,226 @@
+"""The training loop behind train.py: data, samples, checkpoints, logs, resume, clean stops.
+
+Layout of an experiment directory (zi2zi's, plus logs/ and config.json):
+
+    experiment/data/{train,val}.obj
+    experiment/checkpoint/{step}_net_G.pth, {step}_net_D.pth, {step}_state.pth
+    experiment/sample/step_{step:07d}.png     source | target | generated
+    experiment/logs/train.jsonl               one line per log interval
+    experiment/logs/losses.png                curves drawn from train.jsonl
+    experiment/config.json                    the resolved settings of the latest start
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from data.loader import BatchIterator, PairBank, PilBatches, label_balanced
+from model.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
+from model.spectral import largest_singular_value
+from utils.errors import UserError
+from utils.images import save_sample_grid
+from utils.io import atomic_write_text
+
+from .config import Settings
+from .stats import LogWriters, StatsWindow, progress_postfix
+from .step import Zi2ZiModel
+
+
+def experiment_paths(experiment_dir: str | Path, data_dir: str | None = None,
+                     checkpoint_dir: str | None = None) -> dict[str, Path]:
+    root = Path(experiment_dir)
+    return {"root": root, "data": Path(data_dir) if data_dir else root / "data",
+            "checkpoint": Path(checkpoint_dir) if checkpoint_dir else root / "checkpoint",
+            "sample": root / "sample", "logs": root / "logs"}
+
+
+def open_batches(train_obj: Path, settings: Settings, device: torch.device):
+    """The training batches, by the fast path or zi2zi's PIL path (`--loader`)."""
+    run, cfg = settings.run, settings.model
+    labels = set(run.fine_tune) if run.fine_tune is not None else None
+    options = dict(input_nc=cfg.input_nc, augment=run.augment, bold=run.bold, rotate=run.rotate, blur=run.blur,
+                   seed=run.random_seed)
+    if settings.device.loader == "pil":
+        return PilBatches(train_obj, run.batch_size, device, num_workers=settings.device.num_workers,
+                          labels=labels, **options)
+    bank = PairBank.from_obj(train_obj, settings.device.num_workers, labels)
+    return BatchIterator(bank, run.batch_size, device, **options)
+
+
+def sample_batch(obj_path: Path, count: int):
+    """A fixed, label-balanced batch of (labels, source, target) pairs, not augmented, for sample grids."""
+    bank = PairBank.from_obj(obj_path)
+    labels, target, source = bank.model_tensors(label_balanced(bank.labels.tolist(), count))
+    return labels, source, target
+
+
+class StopRequested(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM arrived; the loop stops between two steps."""
+
+
+@contextmanager
+def stop_on_signals(request_stop: Callable[[str], None]):
+    """Ctrl-C and SIGTERM (a scheduler preempting the job) call `request_stop` instead of raising.
+
+    The loop then stops between two steps, so the checkpoint it saves is consistent.
+    A second Ctrl-C stops at once, as Python normally does. Outside the main thread
+    signals cannot be caught, and this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def handle(signum, frame):
+        if received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)
+        request_stop(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Runs `model` over the data to the end of the run, saving and logging on the way."""
+
+    def __init__(self, model: Zi2ZiModel, settings: Settings, paths: dict[str, Path],
+                 resume_step: int | None = None, resume_state: dict | None = None):
+        self.model, self.settings, self.paths = model, settings, paths
+        self.run_config = settings.run
+        train_obj, val_obj = paths["data"] / "train.obj", paths["data"] / "val.obj"
+        if not train_obj.exists():
+            raise UserError(f"{train_obj} does not exist: run package.py --save_dir {paths['data']} "
+                            f"first, or point --data_dir at the folder holding train.obj")
+        self.batches = open_batches(train_obj, settings, model.device)
+        model.config.check_data(str(train_obj), self.batches.image_size, self.batches.labels.unique())
+        self.data_labels = sorted(set(self.batches.labels.tolist()))
+        self.num_pairs = len(self.batches.labels)
+        self.sample_obj = val_obj if val_obj.exists() else train_obj
+        self.sample = sample_batch(self.sample_obj, self.run_config.sample_count)
+        model.config.check_data(str(self.sample_obj), self.sample[1].shape[-1], self.sample[0].unique())
+        self.batches_done = 0  # of the current epoch; saved, so a resumed epoch skips them
+        if resume_step is not None:
+            state = load_checkpoint(model, paths["checkpoint"], resume_step, state=resume_state)
+            self.batches_done = int(state.get("batches_done_in_epoch",
+                                              state.get("extra", {}).get("batches_done_in_epoch", 0)))
+        self.stop_signal: str | None = None
+
+    @property
+    def total_steps(self) -> int:
+        total = self.run_config.epoch * len(self.batches)
+        return min(total, self.run_config.max_steps) if self.run_config.max_steps is not None else total
+
+    # ------------------------------------------------------------------ outputs
+    def write_config(self) -> None:
+        record = {**self.settings.to_dict(),
+                  "data": {"train_pairs": self.num_pairs, "labels": self.data_labels,
+                           "sample_source": str(self.sample_obj)},
+                  "device": str(self.model.device), "start_step": self.model.step, "torch": torch.__version__,
+                  "command": sys.argv}
+        atomic_write_text(self.paths["root"] / "config.json", json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+
+    def save_samples(self) -> Path:
+        labels, source, target = self.sample
+        fake = self.model.generate(source, labels)
+        return save_sample_grid(source, target, fake, self.paths["sample"] / f"step_{self.model.step:07d}.png")
+
+    def save(self) -> None:
+        save_checkpoint(self.model, self.paths["checkpoint"], run_config=self.run_config.to_dict(),
+                        batches_done_in_epoch=self.batches_done)
+        if self.run_config.keep_last > 0:
+            prune_checkpoints(self.paths["checkpoint"], self.run_config.keep_last)
+
+    def log_record(self, window: StatsWindow) -> dict:
+        model = self.model
+        extra = {"epoch": model.epoch, **model.learning_rates}
+        if model.config.sn_generator:
+            extra["sigma_G"] = largest_singular_value(model.netG)
+        if model.config.sn_discriminator:
+            extra["sigma_D"] = largest_singular_value(model.netD)
+        return window.record(model.step, self.run_config.batch_size, **extra)
+
+    # ------------------------------------------------------------------ loop
+    def request_stop(self, signal_name: str) -> None:
+        self.stop_signal = signal_name
+
+    def run(self) -> int | None:
+        """Train to the end; returns the final step, or None if there was nothing to do."""
+        total = self.total_steps
+        if self.model.step >= total:
+            print(f"nothing to do: step {self.model.step} already reaches {total} "
+                  f"(raise --epoch or --max_steps to train further)")
+            return None
+        self.model.train()
+        self.write_config()
+        self.writers = LogWriters(self.paths["logs"], self.paths["root"].name, self.model.step)
+        self.bar = tqdm(total=total, initial=self.model.step, unit="step", dynamic_ncols=True)
+        outcome = "failed"
+        try:
+            with stop_on_signals(self.request_stop):
+                while self.model.step < total and self.model.epoch < self.run_config.epoch:
+                    self.train_epoch(total)
+            outcome = "finished"
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+            raise
+        finally:
+            self.shutdown(outcome)
+        return self.model.step
+
+    def train_epoch(self, total: int) -> None:
+        """The rest of the current epoch, or up to step `total`."""
+        model, window = self.model, StatsWindow(self.model.step)
+        for labels, real_A, real_B in self.batches.epoch(model.epoch, self.batches_done):
+            stats = model.optimize_parameters(labels, real_A, real_B)
+            self.batches_done += 1
+            window.add(stats)
+            self.bar.update(1)
+            self.bar.set_postfix(progress_postfix(stats, model.epoch))
+            self.after_step(window, total)
+            if model.step >= total:
+                return
+            if self.stop_signal:
+                raise StopRequested(self.stop_signal)
+        self.end_epoch()
+
+    def after_step(self, window: StatsWindow, total: int) -> None:
+        step, run = self.model.step, self.run_config
+        if step % run.log_steps == 0 or step == total:
+            self.writers.write(self.log_record(window))
+        if step % run.sample_steps == 0:
+            self.save_samples()
+        if step % run.checkpoint_steps == 0:
+            self.save()
+
+    def end_epoch(self) -> None:
+        model = self.model
+        self.batches_done = 0
+        model.epoch += 1
+        if model.epoch % model.train_config.schedule == 0:
+            rates = model.update_lr()
+            tqdm.write(f"epoch {model.epoch}: learning rates now G {rates['lr_G']:.6f}, D {rates['lr_D']:.6f}")
+
+    def shutdown(self, outcome: str) -> None:
+        """The one way out: close the bar, save unless the run failed, close the logs, draw the curves."""
+        self.bar.close()
+        if outcome != "failed":
+            self.save()
+        if outcome == "finished":
+            self.save_samples()
+        self.writers.close()
+        if outcome == "interrupted":
+            print(f"interrupted: checkpoint saved at step {self.model.step} in {self.paths['checkpoint']}; "
+                  f"continue with --resume latest")

@@ -1,0 +1,45 @@
+"""One atomic write for every file the project produces.
+
+A reader (or a crash) never sees half a file: the content goes to a temporary file
+in the same folder, is flushed to disk, and is renamed over the target. If writing
+fails, the temporary file is removed and the previous version of the target stays.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+
+def temp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call `write(file)` on a temporary file, fsync it and rename it to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj, path: str | Path) -> Path:
+    import torch
+    return atomic_write(path, lambda f: torch.save(obj, f))
