@@ -51,8 +51,8 @@ def main(argv=None):
           + (f", resuming step {resume_step}" if resume_step is not None else ""))
     try:
         step = trainer.run()
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as stop:  # the checkpoint is saved; exit as the signal would have
+        return getattr(stop, "exit_code", 130)
     if step is not None:
         print(f"done at step {step}: checkpoints in {paths['checkpoint']}, samples in {paths['sample']}, "
               f"curves in {paths['logs'] / 'losses.png'}")

@@ -64,16 +64,16 @@ class ModelConfig:
     Resolution rule: a resumed run takes the architecture from its checkpoint; a flag
     that contradicts it is an error (the weights could not load).
     """
-    input_nc: int = 1
-    embedding_num: int = 40
+    input_nc: int = 1             # image channels: 1 grayscale, 3 RGB
+    embedding_num: int = 40       # style labels the embedding has rows for
     embedding_dim: int = 128
-    ngf: int = 64
-    ndf: int = 64
-    image_size: int = 256
-    norm: str = "batch"
-    sn_generator: bool = False
+    ngf: int = 64                 # generator width
+    ndf: int = 64                 # discriminator width
+    image_size: int = 256         # a power of two >= 32
+    norm: str = "batch"           # one of NORMS
+    sn_generator: bool = False    # spectral norm on G's Conv/ConvTranspose/Linear layers
     sn_discriminator: bool = False
-    use_dropout: bool = True
+    use_dropout: bool = True      # dropout in G's inner decoder blocks, as zi2zi
 
     def __post_init__(self):
         for name in ("input_nc", "embedding_num", "embedding_dim", "ngf", "ndf"):
@@ -128,15 +128,15 @@ class TrainConfig:
     set in the optimiser).
     """
     lr: float = 0.001
-    lr_D: float | None = None  # None: same as lr
-    beta1: float = 0.5
+    lr_D: float | None = None     # None: same as lr; set apart for two-time-scale updates
+    beta1: float = 0.5            # Adam's betas for both networks
     beta2: float = 0.999
-    L1_penalty: float = 100.0
-    Lconst_penalty: float = 15.0
+    L1_penalty: float = 100.0     # weight of L1(fake_B, real_B)
+    Lconst_penalty: float = 15.0  # weight of the encoding-constancy MSE
     Lcategory_penalty: float = 1.0
-    schedule: int = 20
-    min_lr: float = 0.0002
-    g_steps: int = 2
+    schedule: int = 20            # halve both rates every this many epochs ...
+    min_lr: float = 0.0002        # ... but never below this
+    g_steps: int = 2              # generator updates per iteration
     freeze_encoder: bool = False
     flip_labels: bool = False
 

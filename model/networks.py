@@ -1,7 +1,8 @@
 """zi2zi's U-Net generator and PatchGAN discriminator, key-for-key as zi2zi-pytorch.
 
-State dict keys, layer order and forward semantics follow ../shared/ARCHITECTURE.md,
-so zi2zi-pytorch checkpoints load here and ours (with SN off) load there.
+State dict keys, layer order and forward semantics are zi2zi-pytorch's (checked against
+files it made, in tests/reference/), so its checkpoints load here and ours (with SN off)
+load there.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One prepared GPU check: CUDA correctness of a few training steps (plain, SN, bf16,
-# fp16, channels_last, compile) and the speed benchmark, written under ${OUT:-.}.
+# One prepared GPU check: the device-parametrised tests on CUDA (training steps, SN,
+# bf16, checkpoints, the fast loader), the training tests, and the speed benchmark,
+# written under ${OUT:-.}.
 #   OUT=/tmp/gpu bash scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,5 +9,6 @@ out=${OUT:-.}
 python=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
-"$python" -m pytest -q tests/test_training.py tests/test_fast_path.py 2>&1 | tail -3
+"$python" -m pytest -q -rA tests/test_device.py tests/test_training.py tests/test_fast_path.py 2>&1 \
+    | tee "$out/pytest_gpu.log" | tail -5
 "$python" bench.py --device cuda --check --out "$out/bench_gpu.json" 2>&1 | tee "$out/bench_gpu.log"

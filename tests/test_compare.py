@@ -166,6 +166,7 @@ def test_compare_input_errors(tmp_path, tiny_config):
         compare_runs([spec, spec], evalset, "cpu")
 
 
+@pytest.mark.slow
 def test_eval_set_rendered_from_fonts_and_cli_errors(tmp_path, repo_root, tiny_config):
     import subprocess
     import sys

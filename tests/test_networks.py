@@ -125,6 +125,22 @@ def test_init_matches_zi2zi():
     assert abs(bn.weight.mean().item() - 1) < 0.01 and bn.bias.abs().max().item() == 0
 
 
+@pytest.mark.parametrize("layer, shape", [(nn.Conv2d(8, 16, 4, 2, 1), (2, 8, 8, 8)),
+                                          (nn.ConvTranspose2d(32, 8, 4, 2, 1), (2, 32, 4, 4)),
+                                          (nn.Linear(64, 4), (2, 64))], ids=["conv", "transposed", "linear"])
+def test_power_iteration_converges_to_sigma_one(layer, shape):
+    torch.manual_seed(1)
+    net = apply_spectral_norm(nn.Sequential(layer)).train()
+    x = torch.randn(shape)
+    with torch.no_grad():
+        for _ in range(400):  # one power iteration per training-mode forward
+            net(x)
+    (name, module), = spectral_norm_layers(net)
+    sigma = torch.linalg.matrix_norm(weight_matrix(module, module.weight), ord=2).item()
+    assert abs(sigma - 1.0) < 1e-3, (name, sigma)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("net_name", ["G", "D"])
 def test_spectral_norm_bounds_largest_singular_value(net_name, tiny_config):
     torch.manual_seed(1)

@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 
 
+pytestmark = pytest.mark.slow  # every test here runs the real scripts in subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 FONTS = ROOT / "fonts"
 SRC = FONTS / "NotoSansSC-Subset.otf"
@@ -64,8 +66,8 @@ def test_train_resume_infer_end_to_end(experiment):
     ckpt = experiment / "checkpoint"
     assert sorted(p.name for p in ckpt.glob("*_net_G.pth")) == ["2_net_G.pth", "4_net_G.pth"]
     result = script("train.py", "--experiment_dir", experiment, "--resume", "latest", "--max_steps", 6,
-                    "--device", "cpu")
-    assert "resuming step 4" in result.stdout
+                    "--lr_D", 0.003, "--device", "cpu")
+    assert "resuming step 4" in result.stdout and "--lr_D None -> 0.003" in result.stdout
     assert (ckpt / "6_net_G.pth").exists() and (ckpt / "6_state.pth").exists()
     state = torch.load(ckpt / "6_state.pth", weights_only=True)
     assert state["step"] == 6 and state["model_config"]["sn_generator"] is True
@@ -76,6 +78,11 @@ def test_train_resume_infer_end_to_end(experiment):
                 "d_fake_prob", "lr_G", "lr_D", "g_grad_norm", "d_grad_norm", "img_per_s", "sigma_G", "sigma_D"):
         assert key in log, key
     assert Image.open(experiment / "sample" / "step_0000006.png").size[0] > 3 * 32
+    rows = [json.loads(line) for line in (experiment / "logs" / "train.jsonl").read_text().splitlines()]
+    assert [r["lr_D"] for r in rows] == [0.001] * 4 + [0.003] * 2   # the new rate took effect at the resume
+    assert all(r["lr_G"] == 0.001 for r in rows)
+    config = json.loads((experiment / "config.json").read_text())
+    assert config["train_config"]["lr_D"] == 0.003 and config["run_config"]["batch_size"] == 4  # kept from the run
     assert (experiment / "logs" / "losses.png").exists()
     config = json.loads((experiment / "config.json").read_text())
     assert config["model_config"]["image_size"] == 32 and config["start_step"] == 4
@@ -148,7 +155,8 @@ def test_script_errors_are_one_line(experiment, tmp_path):
                    "no paired images")
 
 
-def test_ctrl_c_saves_a_checkpoint(experiment, tmp_path, repo_root):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_save_a_consistent_checkpoint(experiment, tmp_path, sig):
     import signal
     import time
     exp = tmp_path / "interrupted"
@@ -161,12 +169,16 @@ def test_ctrl_c_saves_a_checkpoint(experiment, tmp_path, repo_root):
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    signum = getattr(signal, sig)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "checkpoint saved at step" in out and "Traceback" not in err
+    assert proc.returncode == 128 + signum, err
+    assert f"stopped by {sig}: checkpoint saved at step" in out and "Traceback" not in err
     steps = [int(p.name.split("_")[0]) for p in (exp / "checkpoint").glob("*_state.pth")]
     assert len(steps) == 1 and steps[0] >= 3
+    state = torch.load(exp / "checkpoint" / f"{steps[0]}_state.pth", weights_only=True)
+    batches_per_epoch = 30 // 4   # 30 training pairs, batch 4, the last short batch dropped
+    assert state["epoch"] * batches_per_epoch + state["batches_done_in_epoch"] == state["step"]
     resumed = script("train.py", "--experiment_dir", exp, "--resume", "latest", "--max_steps", steps[0] + 1,
                      "--device", "cpu")
     assert f"resuming step {steps[0]}" in resumed.stdout

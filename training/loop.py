@@ -63,11 +63,15 @@ def sample_batch(obj_path: Path, count: int):
 
 
 class StopRequested(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM arrived; the loop stops between two steps."""
+    """Ctrl-C or SIGTERM arrived; the loop stopped between two steps."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum  # what the shell reports for a process ended by that signal
 
 
 @contextmanager
-def stop_on_signals(request_stop: Callable[[str], None]):
+def stop_on_signals(request_stop: Callable[[int], None]):
     """Ctrl-C and SIGTERM (a scheduler preempting the job) call `request_stop` instead of raising.
 
     The loop then stops between two steps, so the checkpoint it saves is consistent.
@@ -83,7 +87,7 @@ def stop_on_signals(request_stop: Callable[[str], None]):
         if received and signum == signal.SIGINT:
             raise KeyboardInterrupt
         received.append(signum)
-        request_stop(signal.Signals(signum).name)
+        request_stop(signum)
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -116,7 +120,7 @@ class Trainer:
             state = load_checkpoint(model, paths["checkpoint"], resume_step, state=resume_state)
             self.batches_done = int(state.get("batches_done_in_epoch",
                                               state.get("extra", {}).get("batches_done_in_epoch", 0)))
-        self.stop_signal: str | None = None
+        self.stop_signal: int | None = None
 
     @property
     def total_steps(self) -> int:
@@ -153,8 +157,8 @@ class Trainer:
         return window.record(model.step, self.run_config.batch_size, **extra)
 
     # ------------------------------------------------------------------ loop
-    def request_stop(self, signal_name: str) -> None:
-        self.stop_signal = signal_name
+    def request_stop(self, signum: int) -> None:
+        self.stop_signal = signum
 
     def run(self) -> int | None:
         """Train to the end; returns the final step, or None if there was nothing to do."""
@@ -192,7 +196,7 @@ class Trainer:
             self.after_step(window, total)
             if model.step >= total:
                 return
-            if self.stop_signal:
+            if self.stop_signal is not None:
                 raise StopRequested(self.stop_signal)
         self.end_epoch()
 
@@ -222,5 +226,5 @@ class Trainer:
             self.save_samples()
         self.writers.close()
         if outcome == "interrupted":
-            print(f"interrupted: checkpoint saved at step {self.model.step} in {self.paths['checkpoint']}; "
+            print(f"stopped by {signal.Signals(self.stop_signal or signal.SIGINT).name}: checkpoint saved at step {self.model.step} in {self.paths['checkpoint']}; "
                   f"continue with --resume latest")

@@ -122,11 +122,15 @@ class Zi2ZiModel:
             self.fake_flipped, _ = self.G(self.real_A, self.flipped_labels)
             self.encoded_fake_flipped = self.G(self.fake_flipped).view(batch, -1)
 
-    def backward_D(self) -> dict:
+    def _backward(self, losses, scaler: torch.amp.GradScaler, total: str) -> dict:
+        """Compute `losses()` (D's spectral norms computed once for all its calls), backpropagate `total`."""
         with self.autocast(), reuse_spectral_norm(self.sn_layers_D):
-            stats = self._loss_D()
-        self.scaler_D.scale(stats["d_loss"]).backward()
+            stats = losses()
+        scaler.scale(stats[total]).backward()
         return {k: v.detach() for k, v in stats.items()}
+
+    def backward_D(self) -> dict:
+        return self._backward(self._loss_D, self.scaler_D, "d_loss")
 
     def _loss_D(self) -> dict:
         tc = self.train_config
@@ -144,10 +148,7 @@ class Zi2ZiModel:
                 "d_fake_prob": torch.sigmoid(fake_logits.detach().float()).mean()}
 
     def backward_G(self) -> dict:
-        with self.autocast(), reuse_spectral_norm(self.sn_layers_D):
-            stats = self._loss_G()
-        self.scaler_G.scale(stats["g_loss"]).backward()
-        return {k: v.detach() for k, v in stats.items()}
+        return self._backward(self._loss_G, self.scaler_G, "g_loss")
 
     def _loss_G(self) -> dict:
         tc = self.train_config
@@ -164,28 +165,29 @@ class Zi2ZiModel:
                       + tc.Lconst_penalty * F.mse_loss(self.encoded_real_A, self.encoded_fake_flipped))
         return {"g_loss": g_loss, "l1_loss": l1_loss, "const_loss": const_loss, "cheat_loss": cheat_loss}
 
+    def _update(self, net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                backward, grad_norm_key: str) -> dict:
+        """One optimiser step of `net`: gradients from `backward()`, their norm recorded, then the step."""
+        optimizer.zero_grad(set_to_none=True)
+        stats = backward()
+        scaler.unscale_(optimizer)  # true gradients for the norm (no-op without fp16)
+        stats[grad_norm_key] = _grad_norm(net)
+        scaler.step(optimizer)
+        scaler.update()
+        return stats
+
     def optimize_parameters(self, labels=None, real_A=None, real_B=None) -> dict:
         """One iteration; returns every loss, D's mean sigmoid on real/fake, grad norms."""
         if labels is not None:
             self.set_input(labels, real_A, real_B)
         self.forward()
         set_requires_grad(self.netD, True)
-        self.optimizer_D.zero_grad(set_to_none=True)
-        stats = self.backward_D()
-        self.scaler_D.unscale_(self.optimizer_D)  # true gradients for the norm (no-op without fp16)
-        stats["d_grad_norm"] = _grad_norm(self.netD)
-        self.scaler_D.step(self.optimizer_D)
-        self.scaler_D.update()
+        stats = self._update(self.netD, self.optimizer_D, self.scaler_D, self.backward_D, "d_grad_norm")
         set_requires_grad(self.netD, False)  # D needs no gradients while G learns
         for g_step in range(self.train_config.g_steps):
             if g_step:
                 self.forward()
-            self.optimizer_G.zero_grad(set_to_none=True)
-            stats.update(self.backward_G())
-            self.scaler_G.unscale_(self.optimizer_G)
-            stats["g_grad_norm"] = _grad_norm(self.netG)
-            self.scaler_G.step(self.optimizer_G)
-            self.scaler_G.update()
+            stats.update(self._update(self.netG, self.optimizer_G, self.scaler_G, self.backward_G, "g_grad_norm"))
         set_requires_grad(self.netD, True)
         self.step += 1
         # One device sync per iteration: every statistic comes back together.

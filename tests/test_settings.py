@@ -1,0 +1,111 @@
+"""Run settings: flag > checkpoint > default, one rule per class, applied for real."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from model import ModelConfig, TrainConfig
+from training.config import DeviceConfig, RunConfig, build_parser, resolve_settings
+from training.step import Zi2ZiModel
+from utils.errors import UserError
+
+
+def flags(*argv):
+    return vars(build_parser("train").parse_args(["--experiment_dir", "x", *map(str, argv)]))
+
+
+def saved_state(model_config=ModelConfig(), train_config=TrainConfig(), run_config=RunConfig()):
+    return {"model_config": model_config.to_dict(), "train_config": train_config.to_dict(),
+            "run_config": run_config.to_dict()}
+
+
+def test_new_run_takes_flags_then_dataclass_defaults():
+    s = resolve_settings(flags("--ngf", 32, "--lr", 0.0002, "--batch_size", 8, "--no_augment", "--fine_tune", "3,1"))
+    assert s.model == ModelConfig(ngf=32) and s.train == TrainConfig(lr=0.0002)
+    assert s.run == RunConfig(batch_size=8, augment=False, fine_tune=(1, 3)) and s.device == DeviceConfig()
+
+
+def test_parser_defaults_come_from_the_dataclasses():
+    assert all(v is None for k, v in flags().items() if k not in ("experiment_dir", "dry_run", "inst_norm"))
+    help_text = " ".join(build_parser("train").format_help().split())
+    assert "(default: 777)" in help_text and "(default: 0.001)" in help_text and "(default: batch)" in help_text
+
+
+def test_resume_keeps_the_checkpoint_and_applies_given_flags(capsys):
+    state = saved_state(ModelConfig(ngf=16, sn_discriminator=True), TrainConfig(lr=0.0005, g_steps=1),
+                        RunConfig(batch_size=4, rotate=True, sample_steps=7))
+    s = resolve_settings(flags("--lr", 0.0001, "--sample_steps", 9, "--device", "cpu"), state)
+    assert s.model == ModelConfig(ngf=16, sn_discriminator=True)          # architecture: from the checkpoint
+    assert s.train == TrainConfig(lr=0.0001, g_steps=1)                    # flag overrides, rest kept
+    assert s.run == RunConfig(batch_size=4, rotate=True, sample_steps=9)
+    assert s.device.device == "cpu"
+    out = capsys.readouterr().out
+    assert "--lr 0.0005 -> 0.0001" in out and "--sample_steps 7 -> 9" in out
+    # a flag equal to the saved value is no change and prints nothing
+    resolve_settings(flags("--batch_size", 4), state)
+    assert "changed" not in capsys.readouterr().out
+
+
+def test_architecture_flag_contradicting_the_checkpoint_is_an_error():
+    state = saved_state(ModelConfig(ngf=16))
+    assert resolve_settings(flags("--ngf", 16), state).model.ngf == 16
+    with pytest.raises(UserError, match="--ngf 32 contradicts the checkpoint being resumed"):
+        resolve_settings(flags("--ngf", 32), state)
+    with pytest.raises(UserError, match="--sn-generator True contradicts"):
+        resolve_settings(flags("--sn-generator"), state)
+
+
+def test_inst_norm_and_unknown_saved_keys():
+    assert resolve_settings(flags("--inst_norm")).model.norm == "instance"
+    with pytest.raises(UserError, match="--inst_norm contradicts --norm batch"):
+        resolve_settings(flags("--inst_norm", "--norm", "batch"))
+    for cls in (ModelConfig, TrainConfig, RunConfig):  # every config treats an unknown key the same way
+        with pytest.raises(UserError, match="does not know"):
+            cls.from_dict({"from_the_future": 1})
+
+
+@pytest.mark.parametrize("argv, message", [(("--lr", "nan"), "--lr must be a finite number"),
+                                           (("--lr_D", "inf"), "--lr_D must be a finite number"),
+                                           (("--batch_size", 0), "--batch_size must be >= 1"),
+                                           (("--keep_last", -1), "--keep_last must be >= 0"),
+                                           (("--num_workers", -2), "--num_workers must be >= 0")])
+def test_bad_values_name_the_flag(argv, message):
+    with pytest.raises(UserError, match=message):
+        resolve_settings(flags(*argv))
+
+
+def test_changed_learning_rate_on_resume_reaches_the_optimiser(tiny_config, tiny_batches):
+    model = Zi2ZiModel(tiny_config(), TrainConfig(lr=0.001))
+    model.optimize_parameters(*tiny_batches(1)[0])
+    model.update_lr()  # scheduled halving: 0.0005 in the optimisers
+    state = model.training_state()
+    same = Zi2ZiModel(tiny_config(), TrainConfig(lr=0.001))
+    same.load_training_state(state)
+    assert same.learning_rates == {"lr_G": 0.0005, "lr_D": 0.0005}   # unchanged flags: the schedule goes on
+    changed = Zi2ZiModel(tiny_config(), TrainConfig(lr=0.001, lr_D=0.004))
+    changed.load_training_state(state)
+    assert changed.learning_rates == {"lr_G": 0.0005, "lr_D": 0.004}  # a new --lr_D takes effect at once
+
+
+def test_dry_run_prints_the_resolved_settings(repo_root, tmp_path):
+    result = subprocess.run([sys.executable, str(repo_root / "train.py"), "--experiment_dir", str(tmp_path / "e"),
+                             "--dry_run", "--ngf", "16", "--lr", "0.0003"], capture_output=True, text=True,
+                            cwd=repo_root)
+    assert result.returncode == 0, result.stderr
+    import json
+    printed = json.loads(result.stdout)
+    assert printed["model_config"]["ngf"] == 16 and printed["train_config"]["lr"] == 0.0003
+    assert printed["run_config"]["batch_size"] == 16 and not (tmp_path / "e").exists()  # nothing written
+
+
+def test_inference_does_not_import_the_training_code(repo_root):
+    code = ("import sys, infer\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'training'))\n"
+            "from model import Zi2ZiModel\n"
+            "print(Zi2ZiModel.__module__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root)
+    assert result.returncode == 0, result.stderr
+    loaded, zi2zi_import = result.stdout.splitlines()
+    assert loaded == "[]", loaded
+    assert zi2zi_import == "training.step"   # zi2zi's `from model import Zi2ZiModel` still works, lazily
