@@ -65,7 +65,8 @@ def parse_args(argv=None):
     arch.add_argument("--embedding_dim", type=int)
     arch.add_argument("--ngf", type=int)
     arch.add_argument("--image_size", type=int)
-    arch.add_argument("--norm", choices=["batch", "instance", "none"])
+    arch.add_argument("--norm", choices=["batch", "instance", "none"], help="both networks' norm layers")
+    arch.add_argument("--norm_G", choices=["batch", "instance", "none"], help="the generator's (overrides --norm)")
     return p.parse_args(argv)
 
 
@@ -127,7 +128,8 @@ def main(argv=None):
         raise UserError(f"--batch_size must be >= 1; got {args.batch_size}")
     ckpt_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.experiment_dir) / "checkpoint"
     device = resolve_device(args.device)
-    given = {k: getattr(args, k) for k in ("input_nc", "embedding_num", "embedding_dim", "ngf", "image_size", "norm")}
+    given = {k: getattr(args, k) for k in ("input_nc", "embedding_num", "embedding_dim", "ngf", "image_size", "norm",
+                                         "norm_G")}
     netG, config, step = load_generator(ckpt_dir, args.resume, device, **given)
     if args.export_plain:
         export_plain_generator(netG, args.export_plain)

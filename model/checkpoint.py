@@ -24,7 +24,7 @@ from torch import nn
 from utils.errors import UserError
 from utils.io import atomic_torch_save
 
-from .config import ModelConfig, check_given_flags
+from .config import ModelConfig, check_given_flags, expand_norm_flags
 from .networks import build_generator
 from .spectral import fold_spectral_norm, uses_spectral_norm
 
@@ -169,23 +169,30 @@ def infer_model_config(g_state: dict, d_state: dict | None = None, **given) -> M
         raise CheckpointError("generator checkpoint has no model.down.0.weight / embedder.weight: "
                               "it is not a zi2zi UNetGenerator state dict")
     depth = max(k.count("submodule.") for k in g_state) + 1
-    has_bn = any(k.endswith("running_mean") for k in g_state)
     inferred = {
         "input_nc": first.shape[1], "ngf": first.shape[0],
         "embedding_num": g_state["embedder.weight"].shape[0],
         "embedding_dim": g_state["embedder.weight"].shape[1],
         "image_size": 2 ** depth, "sn_generator": uses_spectral_norm(g_state),
     }
-    if has_bn:
-        inferred["norm"] = "batch"
+    if any(k.endswith("running_mean") for k in g_state):
+        inferred["norm_G"] = "batch"
     if d_state is not None:
         inferred["ndf"] = weight(d_state, "model.0.").shape[0]
         inferred["sn_discriminator"] = uses_spectral_norm(d_state)
+        if any(k.endswith("running_mean") for k in d_state):
+            inferred["norm_D"] = "batch"
+    given = expand_norm_flags(given)
     check_given_flags(inferred, given, "the checkpoint's weights", CheckpointError)
     inferred = {**{k: v for k, v in given.items() if v is not None}, **inferred}
-    if "norm" not in inferred:
-        raise CheckpointError("the checkpoint has no BatchNorm statistics, so its norm is instance or "
-                              "none: pass --norm instance or --norm none")
+    if "norm_G" not in inferred:
+        raise CheckpointError("the generator checkpoint has no BatchNorm statistics, so its norm is instance "
+                              "or none (their weights look alike): pass --norm instance or --norm none")
+    if "norm_D" not in inferred:
+        if d_state is not None:
+            raise CheckpointError("the discriminator checkpoint has no BatchNorm statistics, so its norm is "
+                                  "instance or none: pass --norm_D instance or --norm_D none")
+        inferred["norm_D"] = inferred["norm_G"]  # no D to build: inference uses G alone
     return ModelConfig(**inferred)
 
 
@@ -194,7 +201,7 @@ def model_config_of(ckpt_dir: str | Path, step: int, **given) -> ModelConfig:
     state = read_training_state(ckpt_dir, step)
     if state is not None:
         config = ModelConfig.from_dict(state["model_config"])
-        config.check_flags(given, f"the config of checkpoint step {step} in {ckpt_dir}", CheckpointError)
+        config.check_flags(expand_norm_flags(given), f"the config of checkpoint step {step} in {ckpt_dir}", CheckpointError)
         return config
     files = checkpoint_files(ckpt_dir, step)
     d_state = _load(files["D"]) if files["D"].exists() else None

@@ -43,6 +43,24 @@ def check_given_flags(saved: dict[str, Any], given: dict[str, Any], source: str,
                             f" (or start a new --experiment_dir to train another architecture)")
 
 
+def expand_norm_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """Turn --norm (both networks) and zi2zi's --inst_norm into --norm_G / --norm_D.
+
+    A network's own flag wins over --norm, so `--norm batch --norm_D none` means
+    BatchNorm in G and none in D. None means "not given".
+    """
+    flags = dict(flags)
+    norm = flags.pop("norm", None)
+    if flags.pop("inst_norm", False):
+        if norm not in (None, "instance"):
+            raise UserError(f"--inst_norm contradicts --norm {norm} (--inst_norm is zi2zi's --norm instance)")
+        norm = "instance"
+    for name in ("norm_G", "norm_D"):
+        if flags.get(name) is None:
+            flags[name] = norm
+    return flags
+
+
 def num_downs_for(image_size: int) -> int:
     """Number of U-Net down-samplings that take `image_size` to a 1x1 bottleneck.
 
@@ -70,7 +88,8 @@ class ModelConfig:
     ngf: int = 64                 # generator width
     ndf: int = 64                 # discriminator width
     image_size: int = 256         # a power of two >= 32
-    norm: str = "batch"           # one of NORMS
+    norm_G: str = "batch"         # the generator's norm layers, one of NORMS
+    norm_D: str = "batch"         # the discriminator's
     sn_generator: bool = False    # spectral norm on G's Conv/ConvTranspose/Linear layers
     sn_discriminator: bool = False
     use_dropout: bool = True      # dropout in G's inner decoder blocks, as zi2zi
@@ -81,8 +100,9 @@ class ModelConfig:
                 raise UserError(f"--{name} must be >= 1; got {getattr(self, name)}")
         if self.input_nc not in (1, 3):
             raise UserError(f"--input_nc must be 1 (grayscale) or 3 (RGB); got {self.input_nc}")
-        if self.norm not in NORMS:
-            raise UserError(f"--norm must be one of {', '.join(NORMS)}; got {self.norm!r}")
+        for name in ("norm_G", "norm_D"):
+            if getattr(self, name) not in NORMS:
+                raise UserError(f"--{name} must be one of {', '.join(NORMS)}; got {getattr(self, name)!r}")
         num_downs_for(self.image_size)
 
     @property
@@ -94,6 +114,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
+        values = dict(values)
+        if "norm" in values:  # saved before the norm was chosen per network: one norm for both
+            norm = values.pop("norm")
+            values.setdefault("norm_G", norm)
+            values.setdefault("norm_D", norm)
         return config_from_dict(cls, values)
 
     def check_flags(self, given: dict[str, Any], source: str, error: type[UserError] = UserError) -> None:

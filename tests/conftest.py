@@ -59,3 +59,20 @@ def tiny_config():
 def tiny_batches():
     """Factory: n seeded random (labels, real_A, real_B) batches for the tiny config."""
     return _tiny_batches
+
+
+@pytest.fixture(scope="session")
+def bundled_font_data(tmp_path_factory):
+    """train.obj / val.obj of the demo characters at 32 px: Noto Sans source, Noto Serif and WenKai targets."""
+    from data.charsets import load_charset
+    from data.packaging import package
+    from data.pairs import font2font
+    from data.render import Font, RenderSettings
+    root = tmp_path_factory.mktemp("bundled")
+    settings = RenderSettings(32, 32)
+    chars = load_charset(str(ROOT / "fonts" / "charset_demo.txt"))[:400]
+    src = Font(ROOT / "fonts" / "NotoSansSC-Subset.otf", 32)
+    for label, target in enumerate(["NotoSerifSC-Subset.otf", "WenKai-Subset.ttf"]):
+        font2font(src, Font(ROOT / "fonts" / target, 32), chars, settings, root / "pairs", label=label)
+    package([root / "pairs"], root / "data", split_ratio=0.1, by="char")
+    return root / "data"

@@ -202,7 +202,7 @@ def test_train_options_take_effect(experiment, tmp_path):
            "--flip_labels", "--freeze_encoder", "--fine_tune", "1", "--inst_norm", "--lr_D", "0.004",
            "--g_steps", 1, "--amp", "bf16", "--channels_last", "--rotate", "--blur", "--bold", "--device", "cpu")
     config = json.loads((exp / "config.json").read_text())
-    assert config["model_config"]["norm"] == "instance" and config["device_config"]["amp"] == "bf16"
+    assert config["model_config"]["norm_G"] == config["model_config"]["norm_D"] == "instance" and config["device_config"]["amp"] == "bf16"
     run = config["run_config"]
     assert run["bold"] and run["rotate"] and run["blur"] and run["fine_tune"] == [1] and run["max_steps"] == 2
     assert config["train_config"]["flip_labels"] and config["train_config"]["freeze_encoder"]

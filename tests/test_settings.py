@@ -57,7 +57,11 @@ def test_architecture_flag_contradicting_the_checkpoint_is_an_error():
 
 
 def test_inst_norm_and_unknown_saved_keys():
-    assert resolve_settings(flags("--inst_norm")).model.norm == "instance"
+    model = resolve_settings(flags("--inst_norm")).model
+    assert (model.norm_G, model.norm_D) == ("instance", "instance")
+    model = resolve_settings(flags("--norm", "batch", "--norm_D", "none")).model
+    assert (model.norm_G, model.norm_D) == ("batch", "none")     # a network's own flag wins over --norm
+    assert ModelConfig.from_dict({"norm": "instance"}) == ModelConfig(norm_G="instance", norm_D="instance")
     with pytest.raises(UserError, match="--inst_norm contradicts --norm batch"):
         resolve_settings(flags("--inst_norm", "--norm", "batch"))
     for cls in (ModelConfig, TrainConfig, RunConfig):  # every config treats an unknown key the same way
@@ -109,3 +113,11 @@ def test_inference_does_not_import_the_training_code(repo_root):
     loaded, zi2zi_import = result.stdout.splitlines()
     assert loaded == "[]", loaded
     assert zi2zi_import == "training.step"   # zi2zi's `from model import Zi2ZiModel` still works, lazily
+
+
+def test_untrainable_generator_is_refused_with_the_reason():
+    with pytest.raises(UserError, match="--sn-generator with --norm_G none does not train: spectral norm caps"):
+        resolve_settings(flags("--sn-generator", "--norm", "none"))
+    settings = resolve_settings(flags("--sn-generator", "--sn-discriminator", "--norm_D", "none"))
+    assert (settings.model.norm_G, settings.model.norm_D) == ("batch", "none")   # the SN-GAN arrangement
+    assert resolve_settings(flags("--norm_G", "none")).model.norm_G == "none"    # trains with its He init

@@ -183,7 +183,7 @@ def test_zi2zi_pytorch_checkpoint_loads_without_config(tmp_path, reference_dir):
     G, config, step = load_generator(tmp_path, "latest")
     assert step == 5
     assert (config.input_nc, config.ngf, config.ndf, config.embedding_num, config.embedding_dim,
-            config.image_size, config.norm) == (1, 8, 8, 4, 16, 256, "batch")
+            config.image_size, config.norm_G, config.norm_D) == (1, 8, 8, 4, 16, 256, "batch", "batch")
     io = torch.load(reference_dir / "zi2zi_pytorch_ref_io.pth", weights_only=True)
     with torch.no_grad():
         fake, _ = G(io["x"].clone(), io["labels"])
@@ -217,7 +217,7 @@ def test_shape_mismatch_names_the_flag(tmp_path, tiny_config):
     with pytest.raises(CheckpointError, match="--image_size"):
         load_weights(deeper, checkpoint_files(tmp_path, 0)["G"], "G")
     batch_G = build_generator(tiny_config())
-    inst = Zi2ZiModel(tiny_config(norm="instance"), TrainConfig())
+    inst = Zi2ZiModel(tiny_config(norm_G="instance", norm_D="instance"), TrainConfig())
     inst.step = 1
     save_checkpoint(inst, tmp_path)
     with pytest.raises(CheckpointError, match="--norm instance or none"):

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from model.config import ModelConfig, TrainConfig, config_from_dict, flag_name
+from model.config import NORMS, ModelConfig, TrainConfig, config_from_dict, expand_norm_flags, flag_name
 from utils.cli import add_config_flag as flag
 from utils.cli import parse_int_list
 from utils.errors import UserError
@@ -49,11 +49,20 @@ class RunConfig:
     log_steps: int = 10
     keep_last: int = 0
     sample_count: int = 16
+    collapse_window: int = 50          # steps the collapse watch averages over
+    collapse_d_real: float = 0.99      # D(real) above this ...
+    collapse_d_fake: float = 0.01      # ... and D(fake) below this, with L1 flat: a dead run
+    stop_on_collapse: bool = False
 
     def __post_init__(self):
         for name in ("epoch", "batch_size", "sample_steps", "checkpoint_steps", "log_steps", "sample_count"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name} must be >= 1; got {getattr(self, name)}")
+        if self.collapse_window < 2:
+            raise UserError(f"--collapse_window must be >= 2 steps; got {self.collapse_window}")
+        for name in ("collapse_d_real", "collapse_d_fake"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UserError(f"--{name} is a probability in [0, 1]; got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise UserError(f"--max_steps must be >= 1; got {self.max_steps}")
         if self.keep_last < 0:
@@ -137,6 +146,17 @@ def saved_run_config(state: dict) -> RunConfig:
     return RunConfig(**{k: v for k, v in old.items() if k in known and v is not None})
 
 
+def check_trainable(model: ModelConfig) -> None:
+    """Refuse a new run with an architecture measured not to train (rather than spend a GPU-day on it)."""
+    if model.sn_generator and model.norm_G == "none":
+        raise UserError(
+            "--sn-generator with --norm_G none does not train: spectral norm caps every layer's gain at 1, so "
+            "without normalisation the signal shrinks layer by layer through the U-Net, the generator gets no "
+            "gradient and its output goes blank within ~100 steps (D(real) -> 1, D(fake) -> 0). Keep --norm_G "
+            "batch (or instance) with --sn-generator; for a discriminator that SN strictly bounds, use "
+            "--sn-discriminator --norm_D none")
+
+
 def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None) -> Settings:
     """Flag > checkpoint > default for every setting, with each class's rule (see their docstrings).
 
@@ -144,15 +164,13 @@ def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None) -> 
     flag was not given; `saved_state` is the training state of the checkpoint being
     resumed, or None for a new run.
     """
-    flags = dict(flags)
-    if flags.pop("inst_norm", False):  # zi2zi's name for --norm instance
-        if flags.get("norm") not in (None, "instance"):
-            raise UserError(f"--inst_norm contradicts --norm {flags['norm']}")
-        flags["norm"] = "instance"
+    flags = expand_norm_flags(flags)
     device = DeviceConfig(**_given(DeviceConfig, flags))
     if saved_state is None:
-        return Settings(ModelConfig(**_given(ModelConfig, flags)), TrainConfig(**_given(TrainConfig, flags)),
-                        RunConfig(**_given(RunConfig, flags)), device)
+        model = ModelConfig(**_given(ModelConfig, flags))
+        check_trainable(model)
+        return Settings(model, TrainConfig(**_given(TrainConfig, flags)), RunConfig(**_given(RunConfig, flags)),
+                        device)
     model = ModelConfig.from_dict(saved_state["model_config"])
     model.check_flags(_given(ModelConfig, flags), "the checkpoint being resumed")
     train = _override(TrainConfig.from_dict(saved_state["train_config"]), _given(TrainConfig, flags),
@@ -184,8 +202,10 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     flag(g, ModelConfig, "embedding_dim", "style embedding size")
     flag(g, ModelConfig, "ngf", "generator width")
     flag(g, ModelConfig, "ndf", "discriminator width")
-    flag(g, ModelConfig, "norm", "norm layers of both networks", choices=["batch", "instance", "none"])
+    g.add_argument("--norm", choices=NORMS, help="norm layers of both networks (default: batch, as zi2zi)")
     g.add_argument("--inst_norm", action="store_true", help="zi2zi's name for --norm instance")
+    flag(g, ModelConfig, "norm_G", "the generator's norm layers (overrides --norm)", choices=NORMS)
+    flag(g, ModelConfig, "norm_D", "the discriminator's norm layers (overrides --norm)", choices=NORMS)
     flag(g, ModelConfig, "sn_generator", "spectral norm on every Conv/ConvTranspose/Linear of G",
          "--sn-generator", "--sn_generator")
     flag(g, ModelConfig, "sn_discriminator", "spectral norm on every Conv/Linear of D",
@@ -216,6 +236,11 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     flag(g, RunConfig, "checkpoint_steps", "checkpoint interval in steps")
     flag(g, RunConfig, "log_steps", "train.jsonl interval in steps")
     flag(g, RunConfig, "keep_last", "keep only the newest N checkpoints (0: all)")
+    g = p.add_argument_group("collapse watch (warns once when D saturates and G stops improving)")
+    flag(g, RunConfig, "collapse_window", "steps averaged")
+    flag(g, RunConfig, "collapse_d_real", "D(real) above this counts as saturated")
+    flag(g, RunConfig, "collapse_d_fake", "D(fake) below this counts as saturated")
+    flag(g, RunConfig, "stop_on_collapse", "end the run when it collapses, keeping the checkpoints saved before")
     g = p.add_argument_group("device and speed (this machine's; never taken from a checkpoint)")
     flag(g, DeviceConfig, "device", "cpu, cuda or cuda:N (default: CUDA when available)", type=str)
     flag(g, DeviceConfig, "gpu_ids", "zi2zi's way to pick a GPU, e.g. 0 (the first one is used)", type=str)

@@ -23,14 +23,14 @@ import torch
 from tqdm import tqdm
 
 from data.loader import BatchIterator, PairBank, PilBatches, label_balanced
-from model.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
+from model.checkpoint import available_steps, load_checkpoint, prune_checkpoints, save_checkpoint
 from model.spectral import largest_singular_value
 from utils.errors import UserError
 from utils.images import save_sample_grid
 from utils.io import atomic_write_text
 
 from .config import Settings
-from .stats import LogWriters, StatsWindow, progress_postfix
+from .stats import CollapseWatch, LogWriters, StatsWindow, ink_share, progress_postfix
 from .step import Zi2ZiModel
 
 
@@ -60,6 +60,10 @@ def sample_batch(obj_path: Path, count: int):
     bank = PairBank.from_obj(obj_path)
     labels, target, source = bank.model_tensors(label_balanced(bank.labels.tolist(), count))
     return labels, source, target
+
+
+class RunCollapsed(UserError):
+    """--stop_on_collapse: the run looks dead; it ends without saving over what came before."""
 
 
 class StopRequested(KeyboardInterrupt):
@@ -121,6 +125,8 @@ class Trainer:
             self.batches_done = int(state.get("batches_done_in_epoch",
                                               state.get("extra", {}).get("batches_done_in_epoch", 0)))
         self.stop_signal: int | None = None
+        run = self.run_config
+        self.watch = CollapseWatch(run.collapse_window, run.collapse_d_real, run.collapse_d_fake)
 
     @property
     def total_steps(self) -> int:
@@ -136,10 +142,26 @@ class Trainer:
                   "command": sys.argv}
         atomic_write_text(self.paths["root"] / "config.json", json.dumps(record, indent=1, ensure_ascii=False) + "\n")
 
-    def save_samples(self) -> Path:
+    def save_samples(self) -> torch.Tensor:
+        """Write the sample grid of this step; returns the generated glyphs."""
         labels, source, target = self.sample
         fake = self.model.generate(source, labels)
-        return save_sample_grid(source, target, fake, self.paths["sample"] / f"step_{self.model.step:07d}.png")
+        save_sample_grid(source, target, fake, self.paths["sample"] / f"step_{self.model.step:07d}.png")
+        return fake
+
+    def on_collapse(self, message: str | None) -> None:
+        """Say once, in the bar and the log, that the run looks dead; end it with --stop_on_collapse."""
+        if message is None:
+            return
+        step = self.model.step
+        self.bar.set_description("COLLAPSED?")
+        tqdm.write(f"warning at step {step}: {message}")
+        self.writers.write({"step": step, "event": "collapse", "message": message})
+        if self.run_config.stop_on_collapse:
+            before = [s for s in available_steps(self.paths["checkpoint"]) if s <= step - self.run_config.collapse_window]
+            kept = f"the last checkpoint before it is step {before[-1]}" if before else "no checkpoint predates it"
+            raise RunCollapsed(f"stopped at step {step} (--stop_on_collapse): {message}; nothing was saved over "
+                               f"the earlier checkpoints, and {kept} in {self.paths['checkpoint']}")
 
     def save(self) -> None:
         save_checkpoint(self.model, self.paths["checkpoint"], run_config=self.run_config.to_dict(),
@@ -193,19 +215,21 @@ class Trainer:
             window.add(stats)
             self.bar.update(1)
             self.bar.set_postfix(progress_postfix(stats, model.epoch))
-            self.after_step(window, total)
+            self.after_step(stats, window, total)
             if model.step >= total:
                 return
             if self.stop_signal is not None:
                 raise StopRequested(self.stop_signal)
         self.end_epoch()
 
-    def after_step(self, window: StatsWindow, total: int) -> None:
+    def after_step(self, stats: dict[str, float], window: StatsWindow, total: int) -> None:
         step, run = self.model.step, self.run_config
         if step % run.log_steps == 0 or step == total:
             self.writers.write(self.log_record(window))
+        self.on_collapse(self.watch.update(stats))
         if step % run.sample_steps == 0:
-            self.save_samples()
+            fake = self.save_samples()
+            self.on_collapse(self.watch.blank_samples(ink_share(fake), ink_share(self.sample[2])))
         if step % run.checkpoint_steps == 0:
             self.save()
 

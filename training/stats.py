@@ -71,3 +71,54 @@ def _tensorboard(folder: Path):
     except ImportError:  # optional dependency
         return None
     return SummaryWriter(str(folder))
+
+
+BLANK_INK_SHARE = 0.05  # generated glyphs with under 5% of the real targets' ink count as blank
+
+
+class CollapseWatch:
+    """Notices a dead run while it happens: D saturated while the generator stops improving.
+
+    A run is reported once, when over the last `window` steps D's mean sigmoid on real
+    pairs stays above `d_real` and on generated pairs below `d_fake` while the L1 loss
+    of the second half of the window is no better than the first half's; or when the
+    generator's sample glyphs have almost no ink (`blank_samples`). Both are what a run
+    that has died looks like: D wins outright and G's gradients vanish.
+    """
+
+    def __init__(self, window: int, d_real: float, d_fake: float):
+        self.window, self.d_real, self.d_fake = window, d_real, d_fake
+        self.recent: list[tuple[float, float, float]] = []
+        self.reported = False
+
+    def update(self, stats: dict[str, float]) -> str | None:
+        """Add one step's stats; returns a message the first time the run looks dead."""
+        self.recent = (self.recent + [(stats["d_real_prob"], stats["d_fake_prob"], stats["l1_loss"])])[-self.window:]
+        if self.reported or len(self.recent) < self.window:
+            return None
+        real, fake, l1 = (sum(column) / len(column) for column in zip(*self.recent))
+        half = self.window // 2
+        l1_first = sum(r[2] for r in self.recent[:half]) / half
+        l1_second = sum(r[2] for r in self.recent[half:]) / (self.window - half)
+        if real > self.d_real and fake < self.d_fake and l1_second >= 0.99 * l1_first:
+            return self._report(f"over the last {self.window} steps D(real) = {real:.3f} and D(fake) = {fake:.3f} "
+                                f"while the L1 loss stayed at {l1:.3g}")
+        return None
+
+    def blank_samples(self, fake_ink: float, real_ink: float) -> str | None:
+        """Report generated samples with almost none of the real targets' ink."""
+        if self.reported or real_ink <= 0 or fake_ink >= BLANK_INK_SHARE * real_ink:
+            return None
+        return self._report(f"the sample glyphs are blank ({fake_ink:.2%} ink pixels where the targets "
+                            f"have {real_ink:.2%})")
+
+    def _report(self, what: str) -> str:
+        self.reported = True
+        return (f"the run looks collapsed: {what}. The discriminator wins and the generator gets no useful "
+                f"gradient. Likely causes: a generator without normalisation (--norm_G none), a learning rate "
+                f"too high for D; try --norm_G batch, --sn-discriminator with --norm_D none, or a lower --lr_D")
+
+
+def ink_share(images: "torch.Tensor") -> float:
+    """Share of dark (ink) pixels in images in [-1, 1], ink black."""
+    return (images < 0).float().mean().item()
