@@ -29,7 +29,7 @@ from data.loader import BatchIterator, PairBank, to_model_input
 from data.obj import encode_image, write_obj
 from model import ModelConfig, TrainConfig, build_generator
 from model.inference import generate
-from training.step import Zi2ZiModel
+from training.step import TrainingStep
 from utils.cli import run
 from utils.device import resolve_device
 
@@ -143,18 +143,18 @@ def bench_train(configs: dict[str, ModelConfig], device, batch: int, steps: int,
     models, times = {}, {}
     for name, config in configs.items():
         torch.manual_seed(0)
-        model = Zi2ZiModel(config, TrainConfig(), device, amp=amp, channels_last=channels_last, compile=compile)
+        model = TrainingStep(config, TrainConfig(), device, amp=amp, channels_last=channels_last, compile=compile)
         labels = torch.randint(0, config.embedding_num, (batch,))
         x = torch.rand(batch, config.input_nc, config.image_size, config.image_size) * 2 - 1
         model.set_input(labels, x, torch.rand_like(x) * 2 - 1)
         for _ in range(warmup):
-            model.optimize_parameters()
+            model.train_step()
         models[name], times[name] = model, []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(steps):
         for name, model in models.items():
-            times[name] += timed(model.optimize_parameters, device, 1, 0)
+            times[name] += timed(model.train_step, device, 1, 0)
     out = {}
     for name in models:
         step = statistics.median(times[name])
@@ -167,7 +167,7 @@ def bench_pipeline(config: ModelConfig, obj: Path, device, batch: int, steps: in
                    amp: str, channels_last: bool) -> dict:
     """Whole training steps fed from an .obj: the baseline (zi2zi) path or the fast one."""
     torch.manual_seed(0)
-    model = Zi2ZiModel(config, TrainConfig(), device, amp=amp, channels_last=channels_last)
+    model = TrainingStep(config, TrainConfig(), device, amp=amp, channels_last=channels_last)
     if fast:
         batches = BatchIterator(PairBank.from_obj(obj), batch, device, config.input_nc, augment=True, seed=0)
         source = batches.epoch(0)
@@ -178,7 +178,7 @@ def bench_pipeline(config: ModelConfig, obj: Path, device, batch: int, steps: in
 
     def step():
         labels, real_A, real_B = next(source)
-        model.optimize_parameters(labels, real_A, real_B)
+        model.train_step(labels, real_A, real_B)
     times = timed(step, device, steps, warmup)
     return {"img_per_s": batch / statistics.median(times)}
 
@@ -216,8 +216,8 @@ def check_equivalence(device, steps: int = 3) -> list[dict]:
 
     def losses(**options):
         torch.manual_seed(0)
-        model = Zi2ZiModel(config, TrainConfig(), device, **options)
-        return [model.optimize_parameters(*b) for b in batches]
+        model = TrainingStep(config, TrainConfig(), device, **options)
+        return [model.train_step(*b) for b in batches]
 
     plain = losses()
     variants = {"channels_last": dict(channels_last=True), "amp bf16": dict(amp="bf16"),

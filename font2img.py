@@ -6,7 +6,12 @@
 Modes:
   font2font  both glyphs rendered from fonts (--src_font, --dst_font)
   font2imgs  source from --src_font, targets from glyph images in --dst_imgs
+  fonts2imgs font2imgs with --src_fonts_dir (zi2zi's name)
   imgs2imgs  both from glyph image folders (--src_imgs, --dst_imgs)
+
+--src_fonts_dir FOLDER uses every font in FOLDER as one source font (each character
+from the first font, in name order, that has it; for a family split over several
+files), in place of --src_font in any mode.
 
 Glyph image names are matched with --name_pattern, a regex with a named group
 `char` (the character) or `codepoint` (hex), and optionally `label` (a number, or a
@@ -19,7 +24,7 @@ import argparse
 
 from data.charsets import BUILTIN, load_charset
 from data.pairs import DEFAULT_NAME_PATTERN, font2font, images2pairs, read_label_map, scan_glyph_images
-from data.render import Font, RenderSettings, list_faces
+from data.render import Font, FontSet, RenderSettings, list_faces
 from utils.cli import run
 from utils.errors import UserError
 
@@ -27,8 +32,9 @@ from utils.errors import UserError
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=["font2font", "font2imgs", "imgs2imgs"], default="font2font")
+    p.add_argument("--mode", choices=["font2font", "font2imgs", "fonts2imgs", "imgs2imgs"], default="font2font")
     p.add_argument("--src_font", help="source font file (.ttf/.otf/.ttc)")
+    p.add_argument("--src_fonts_dir", help="folder of fonts used together as the source font")
     p.add_argument("--src_font_index", type=int, default=0, help="face number inside a .ttc collection")
     p.add_argument("--dst_font", help="target (style) font file")
     p.add_argument("--dst_font_index", type=int, default=0, help="face number inside a .ttc collection")
@@ -40,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--label_map", help="JSON object mapping label names in file names to numbers")
     p.add_argument("--charset", default="CN", help=f"one of {', '.join(BUILTIN)} or a UTF-8 text file")
     p.add_argument("--sample_count", type=int, default=5000, help="pairs to write at most (0: no limit)")
-    p.add_argument("--sample_dir", required=False, help="where the paired images go")
+    p.add_argument("--sample_dir", default="sample_dir", help="where the paired images go (zi2zi's default)")
     p.add_argument("--label", type=int, default=0, help="style label of the target glyphs")
     p.add_argument("--filter", action="store_true",
                    help="also drop glyphs whose image recurs across characters (placeholder glyphs)")
@@ -61,8 +67,10 @@ def main(argv=None):
         for index, name in enumerate(list_faces(args.list_faces)):
             print(f"{index}: {name}")
         return 0
-    if not args.sample_dir:
-        raise UserError("--sample_dir is required: the folder the paired images are written to")
+    if args.mode == "fonts2imgs":
+        if not args.src_fonts_dir:
+            raise UserError("--mode fonts2imgs needs --src_fonts_dir, the folder of source fonts")
+        args.mode = "font2imgs"
     if args.label < 0:
         raise UserError(f"--label must be >= 0; got {args.label}")
     if args.sample_count < 0:
@@ -76,8 +84,15 @@ def main(argv=None):
             raise UserError(f"--mode {args.mode} needs --{flag}")
         return value
 
+    def source_font():
+        if args.src_fonts_dir and args.src_font:
+            raise UserError("give --src_font or --src_fonts_dir, not both")
+        if args.src_fonts_dir:
+            return FontSet(args.src_fonts_dir, args.char_size)
+        return Font(need("src_font"), args.char_size, args.src_font_index, "--src_font")
+
     if args.mode == "font2font":
-        src = Font(need("src_font"), args.char_size, args.src_font_index, "--src_font")
+        src = source_font()
         dst = Font(need("dst_font"), args.char_size, args.dst_font_index, "--dst_font")
         summary = font2font(src, dst, load_charset(args.charset), settings, args.sample_dir,
                             label=args.label, sample_count=sample_count, filter_recurring=args.filter,
@@ -89,7 +104,7 @@ def main(argv=None):
         targets = scan_glyph_images(need("dst_imgs"), args.name_pattern, args.label, label_map, "--dst_imgs")
         src_font = sources = None
         if args.mode == "font2imgs":
-            src_font = Font(need("src_font"), args.char_size, args.src_font_index, "--src_font")
+            src_font = source_font()
         else:
             sources = scan_glyph_images(need("src_imgs"), args.name_pattern, args.label, label_map,
                                         "--src_imgs")

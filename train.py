@@ -12,28 +12,20 @@ from __future__ import annotations
 
 import torch
 
-from model.checkpoint import available_steps, read_training_state, resolve_step
 from training.config import build_parser, resolve_settings
 from training.loop import Trainer, experiment_paths
-from training.step import Zi2ZiModel
+from training.start import find_start
+from training.step import TrainingStep
 from utils.cli import run
 from utils.device import resolve_device
-from utils.errors import UserError
 from utils.rng import seed_everything
 
 
 def main(argv=None):
     args = build_parser(__doc__).parse_args(argv)
     paths = experiment_paths(args.experiment_dir, args.data_dir, args.checkpoint_dir)
-    resume_step, state = None, None
-    if args.resume is not None:
-        resume_step = resolve_step(paths["checkpoint"], args.resume, complete=True)
-        state = read_training_state(paths["checkpoint"], resume_step)
-    elif available_steps(paths["checkpoint"]) and not args.dry_run:
-        raise UserError(f"{paths['checkpoint']} already holds checkpoints up to step "
-                        f"{available_steps(paths['checkpoint'])[-1]}; pass --resume latest to continue that run, "
-                        f"or use a new --experiment_dir / --checkpoint_dir")
-    settings = resolve_settings(vars(args), state)
+    start = find_start(vars(args), paths["checkpoint"])
+    settings = resolve_settings(vars(args), start.state, start.model_config)
     if args.dry_run:
         print(settings.describe())
         return 0
@@ -42,13 +34,14 @@ def main(argv=None):
     seed_everything(settings.run.random_seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    model = Zi2ZiModel(settings.model, settings.train, device, amp=settings.device.amp,
-                       channels_last=settings.device.channels_last, compile=settings.device.compile)
-    trainer = Trainer(model, settings, paths, resume_step, state)
+    model = TrainingStep(settings.model, settings.train, device, amp=settings.device.amp,
+                         channels_last=settings.device.channels_last, compile=settings.device.compile)
+    trainer = Trainer(model, settings, paths, start)
     sn = [n for n, on in (("G", settings.model.sn_generator), ("D", settings.model.sn_discriminator)) if on]
     print(f"training on {device}: {trainer.num_pairs} pairs, labels {trainer.data_labels}, "
           f"{settings.model.image_size}px, spectral norm on {' and '.join(sn) if sn else 'neither network'}"
-          + (f", resuming step {resume_step}" if resume_step is not None else ""))
+          + (f", resuming step {start.step}" if start.kind == "resume" else "")
+          + (f", fine-tuning from step {start.step}" if start.kind == "weights" else ""))
     try:
         step = trainer.run()
     except KeyboardInterrupt as stop:  # the checkpoint is saved; exit as the signal would have

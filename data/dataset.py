@@ -34,14 +34,22 @@ def split_pair(img: Image.Image) -> tuple[Image.Image, Image.Image]:
 
 
 class DatasetFromObj(Dataset):
-    """Records of one `.obj` file, decoded and augmented per item (zi2zi's data path)."""
+    """Records of one `.obj` file, decoded and augmented per item (zi2zi's data path).
+
+    As zi2zi-pytorch's: items are `(label - start_from, target, source)`, so a model
+    trained on labels 0..k can read an .obj whose styles are numbered from `start_from`.
+    """
 
     def __init__(self, obj_path, input_nc: int = 1, augment: bool = False, bold: bool = False,
                  rotate: bool = False, blur: bool = False, start_from: int = 0):
         if input_nc not in (1, 3):
             raise ValueError(f"input_nc must be 1 or 3; got {input_nc}")
         self.obj_path = obj_path
-        self.records = read_obj(obj_path)[start_from:]
+        self.records = read_obj(obj_path)
+        below = [(i, r.label) for i, r in enumerate(self.records) if r.label < start_from]
+        if below:
+            raise ObjFormatError(f"{obj_path}: record {below[0][0]} has label {below[0][1]}, below --start_from "
+                                 f"{start_from} (labels are shifted down by it)")
         self.input_nc = input_nc
         self.augment, self.bold, self.rotate, self.blur = augment, bold, rotate, blur
         self.start_from = start_from
@@ -51,7 +59,7 @@ class DatasetFromObj(Dataset):
 
     @property
     def labels(self) -> list[int]:
-        return [r.label for r in self.records]
+        return [r.label - self.start_from for r in self.records]
 
     @property
     def image_size(self) -> int:
@@ -62,12 +70,12 @@ class DatasetFromObj(Dataset):
             with Image.open(io.BytesIO(self.records[index].image_bytes)) as img:
                 return img.convert("L")
         except OSError as err:
-            raise ObjFormatError(f"{self.obj_path}: record {index + self.start_from} does not "
+            raise ObjFormatError(f"{self.obj_path}: record {index} does not "
                                  f"decode ({err})") from None
 
     def __getitem__(self, index: int):
         target, source = split_pair(self.decode(index))
         if self.augment:
             target, source = augment_pair(target, source, self.bold, self.rotate, self.blur)
-        return (self.records[index].label, to_tensor(target, self.input_nc),
+        return (self.records[index].label - self.start_from, to_tensor(target, self.input_nc),
                 to_tensor(source, self.input_nc))

@@ -7,6 +7,7 @@ That needs to know which character each image shows, which font2img.py records i
 """
 from __future__ import annotations
 
+import io
 import json
 import random
 import re
@@ -14,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
 from tqdm import tqdm
 
 from utils.errors import UserError
@@ -21,7 +23,9 @@ from utils.io import atomic_write_text
 
 from .obj import check_record, write_obj
 
-PAIR_NAME = re.compile(r"^(\d+)_(\d+)\.(jpe?g|png)$", re.IGNORECASE)
+# zi2zi's rule: a .jpg/.png/.tif whose name starts with the integer label and "_"
+PAIR_NAME = re.compile(r"^(\d+)_.*\.(jpe?g|png|tiff?)$", re.IGNORECASE)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 MANIFEST = "manifest.jsonl"
 
 
@@ -62,19 +66,56 @@ def update_manifest(folder: Path, entries: list[dict], drop_labels: set[int] | N
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
-def collect_pairs(dirs: list[str | Path]) -> list[PairFile]:
-    """Every `{label}_{count}.jpg` in the given folders, in a stable order."""
+def collect_pairs(dirs: list[str | Path], skipped: list[str] | None = None) -> list[PairFile]:
+    """Every `{label}_*.{jpg,png,tif}` in the given folders, in a stable order.
+
+    Images whose names do not follow that rule are listed in `skipped` (file: reason),
+    so the caller can say what was left out.
+    """
     pairs = []
     for folder in map(Path, dirs):
         if not folder.is_dir():
             raise UserError(f"--dir {folder}: no such directory")
         chars = read_manifest(folder)
-        found = [(p, PAIR_NAME.match(p.name)) for p in sorted(folder.iterdir())]
-        pairs += [PairFile(p, int(m.group(1)), chars.get(p.name)) for p, m in found if m]
+        for path in sorted(folder.iterdir()):
+            if PAIR_NAME.match(path.name):
+                pairs.append(PairFile(path, int(path.name.split("_", 1)[0]), chars.get(path.name)))
+            elif skipped is not None and path.suffix.lower() in IMAGE_SUFFIXES:
+                reason = ("not .jpg/.png/.tif" if re.match(r"^\d+_", path.name)
+                          else "the name does not start with {label}_")
+                skipped.append(f"{path}: {reason}")
     if not pairs:
-        raise UserError(f"no paired images named {{label}}_{{count}}.jpg in {', '.join(map(str, dirs))}; "
+        raise UserError(f"no paired images named {{label}}_*.jpg (or .png, .tif) in {', '.join(map(str, dirs))}; "
                         f"run font2img.py first")
     return pairs
+
+
+def relabel(pairs: list[PairFile], dst_json: str | Path, type_file: str | Path) -> list[PairFile]:
+    """zi2zi's relabelling: keep the styles named in `type_file`, numbered by their line there.
+
+    `dst_json` is a JSON list of {"font_name": ...} in label order (index = the label in
+    the file names); a pair whose font is not in the type file is dropped.
+    """
+    from .styles import read_style_names
+    try:
+        fonts = json.loads(Path(dst_json).read_text(encoding="utf-8"))
+        font_names = [entry["font_name"] for entry in fonts]
+    except FileNotFoundError:
+        raise UserError(f"--dst_json {dst_json}: no such file") from None
+    except (json.JSONDecodeError, TypeError, KeyError):
+        raise UserError(f"--dst_json {dst_json}: expected a JSON list of {{\"font_name\": ...}}") from None
+    new_label = {name: label for label, name in read_style_names(type_file, "--type_file").items()}
+    kept = []
+    for pair in pairs:
+        if pair.label >= len(font_names):
+            raise UserError(f"{pair.path}: label {pair.label} has no entry in --dst_json {dst_json} "
+                            f"({len(font_names)} fonts)")
+        name = font_names[pair.label]
+        if name in new_label:
+            kept.append(PairFile(pair.path, new_label[name], pair.char))
+    if not kept:
+        raise UserError(f"no pair's font in --dst_json is named in --type_file {type_file}")
+    return kept
 
 
 def split_pairs(pairs: list[PairFile], split_ratio: float, seed: int = 0,
@@ -113,24 +154,44 @@ def pack(pairs: list[PairFile], obj_path: Path, desc: str) -> Counter:
         for index, pair in enumerate(tqdm(pairs, desc=desc, unit="img")):
             data = pair.path.read_bytes()
             check_record((pair.label, data), pair.path, index)  # refuse to pack a bad image
+            try:  # the header alone can look fine: decode the whole image (a truncated JPEG fails here)
+                with Image.open(io.BytesIO(data)) as img:
+                    img.load()
+            except OSError as err:
+                raise UserError(f"{pair.path}: the image does not decode ({err}); re-render or remove it") from None
             yield pair.label, data
     write_obj(obj_path, records())
     return Counter(p.label for p in pairs)
 
 
 def package(dirs: list[str | Path], save_dir: str | Path, split_ratio: float = 0.1, seed: int = 0,
-            by: str = "pair") -> dict:
-    """Collect, split and pack; returns a summary (also written as split.json)."""
-    pairs = collect_pairs(dirs)
+            by: str = "pair", dst_json: str | None = None, type_file: str | None = None,
+            save_obj_dir: str | None = None) -> dict:
+    """Collect, split and pack; returns a summary (also written as split.json).
+
+    zi2zi's options: `dst_json` with `type_file` relabel (see `relabel`); `save_obj_dir`
+    with `split_ratio` 0 writes every pair to that one file instead of train.obj.
+    With `split_ratio` 0 an empty val.obj is written, as zi2zi does.
+    """
+    skipped: list[str] = []
+    pairs = collect_pairs(dirs, skipped)
+    if bool(dst_json) != bool(type_file):
+        raise UserError("--dst_json and --type_file go together (the fonts of the labels, and the ones to keep)")
+    if dst_json:
+        pairs = relabel(pairs, dst_json, type_file)
+    if save_obj_dir and split_ratio != 0:
+        raise UserError(f"--save_obj_dir writes every pair to one file, so it needs --split_ratio 0; "
+                        f"got {split_ratio}")
     train, val = split_pairs(pairs, split_ratio, seed, by)
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"split_by": by, "split_ratio": split_ratio, "seed": seed,
-               "train": dict(sorted(pack(train, save_dir / "train.obj", "train.obj").items()))}
-    if val:
+    train_path = Path(save_obj_dir) if save_obj_dir else save_dir / "train.obj"
+    summary = {"split_by": by, "split_ratio": split_ratio, "seed": seed, "skipped": skipped,
+               "train_file": str(train_path),
+               "train": dict(sorted(pack(train, train_path, train_path.name).items()))}
+    if not save_obj_dir:
         summary["val"] = dict(sorted(pack(val, save_dir / "val.obj", "val.obj").items()))
-        if by == "char":
-            summary["val_chars"] = "".join(sorted({p.char for p in val}))
-    summary_path = save_dir / "split.json"
-    atomic_write_text(summary_path, json.dumps(summary, ensure_ascii=False, indent=1) + "\n")
+    if val and by == "char":
+        summary["val_chars"] = "".join(sorted({p.char for p in val}))
+    atomic_write_text(save_dir / "split.json", json.dumps(summary, ensure_ascii=False, indent=1) + "\n")
     return summary

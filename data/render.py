@@ -62,6 +62,33 @@ class Font:
     def has_char(self, ch: str) -> bool:
         return ord(ch) in self.codepoints
 
+    def font_for(self, ch: str) -> "Font | None":
+        return self if self.has_char(ch) else None
+
+
+class FontSet:
+    """Several fonts used as one source: each character comes from the first font that has it.
+
+    zi2zi's fonts2imgs mode: for a CJK family split over several files (for example one
+    font per Unicode plane), the folder of files is the source font.
+    """
+
+    def __init__(self, folder: str | Path, char_size: int = 256, flag: str = "--src_fonts_dir"):
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UserError(f"{flag} {folder}: no such folder")
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".ttf", ".otf", ".ttc", ".otc"))
+        if not paths:
+            raise UserError(f"{flag} {folder}: holds no .ttf/.otf/.ttc font files")
+        self.fonts = [Font(p, char_size, 0, flag) for p in paths]
+        self.path, self.name = folder, folder.name
+
+    def font_for(self, ch: str) -> Font | None:
+        return next((f for f in self.fonts if f.has_char(ch)), None)
+
+    def has_char(self, ch: str) -> bool:
+        return self.font_for(ch) is not None
+
 
 def list_faces(path: str | Path) -> list[str]:
     """Names of the faces in a font file (several for a .ttc collection)."""
@@ -98,9 +125,10 @@ def fit_glyph(ink: Image.Image, settings: RenderSettings, threshold: int = 1) ->
     return out
 
 
-def render_char(font: Font, ch: str, settings: RenderSettings) -> Image.Image | None:
+def render_char(font: Font | FontSet, ch: str, settings: RenderSettings) -> Image.Image | None:
     """The normalised glyph of `ch` in `font`, or None when the font lacks it or it has no ink."""
-    if not font.has_char(ch):
+    font = font.font_for(ch)
+    if font is None:
         return None
     size = settings.char_size * 2
     canvas = Image.new("L", (size, size), 0)

@@ -55,7 +55,11 @@ def sources_from_text(text: str, font: Font, settings: RenderSettings) -> Source
     return Sources(torch.stack(images), [glyph_name(c) for c in kept], skipped=skipped)
 
 
-def sources_from_obj(obj_path: str | Path) -> Sources:
+def sources_from_obj(obj_path: str | Path, start_from: int = 0) -> Sources:
+    """Every record's source half, with its label (minus `start_from`, zi2zi's shift) and real target."""
     bank = PairBank.from_obj(obj_path)
     labels, target, source = bank.model_tensors()
-    return Sources(source, [f"{i:05d}" for i in range(len(bank))], labels=labels, targets=target)
+    if start_from and int(labels.min()) < start_from:
+        raise UserError(f"{obj_path} has label {int(labels.min())}, below --start_from {start_from} "
+                        f"(labels are shifted down by it)")
+    return Sources(source, [f"{i:05d}" for i in range(len(bank))], labels=labels - start_from, targets=target)

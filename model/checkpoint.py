@@ -29,7 +29,7 @@ from .networks import build_generator
 from .spectral import fold_spectral_norm, uses_spectral_norm
 
 if TYPE_CHECKING:  # the training step is only a type here: loading weights must not import it
-    from training.step import Zi2ZiModel
+    from training.step import TrainingStep
 
 _NET_FILE = re.compile(r"^(\d+)_net_G\.pth$")
 _SN_FLAG = {"G": "--sn-generator", "D": "--sn-discriminator"}
@@ -45,7 +45,7 @@ def checkpoint_files(ckpt_dir: str | Path, step: int) -> dict[str, Path]:
             "state": ckpt_dir / f"{step}_state.pth"}
 
 
-def save_checkpoint(model: "Zi2ZiModel", ckpt_dir: str | Path, **state_items) -> dict[str, Path]:
+def save_checkpoint(model: "TrainingStep", ckpt_dir: str | Path, **state_items) -> dict[str, Path]:
     """Save G, D and the training state (plus `state_items`) for `model.step`; returns the paths."""
     files = checkpoint_files(ckpt_dir, model.step)
     atomic_torch_save(model.netG.state_dict(), files["G"])
@@ -142,12 +142,44 @@ def check_state_dict(net: nn.Module, state_dict: dict, net_name: str, source: st
                 f"this model expects {list(tensor.shape)}; check {_shape_hint(net_name, key)}")
 
 
-def load_weights(net: nn.Module, path: str | Path, net_name: str) -> None:
+def read_state_dict(path: str | Path) -> dict:
     state_dict = _load(Path(path))
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"checkpoint {path} is not a state dict")
+    return state_dict
+
+
+def load_weights(net: nn.Module, path: str | Path, net_name: str) -> None:
+    state_dict = read_state_dict(path)
     check_state_dict(net, state_dict, net_name, path)
     net.load_state_dict(state_dict)  # strict: every key checked above
+
+
+# Tensors whose first dimension is the number of style labels.
+LABEL_ROWS = {"G": ("embedder.weight",), "D": ("catagory.weight", "catagory.bias", "catagory.weight_orig",
+                                              "catagory.weight_u")}
+
+
+@torch.no_grad()
+def load_weights_growing_labels(net: nn.Module, path: str | Path, net_name: str) -> int:
+    """Load weights into `net`, which may have more style labels than the checkpoint.
+
+    The label rows the checkpoint has (G's embedding, D's category head) are copied;
+    the rows of new labels keep `net`'s fresh initialisation. Returns how many labels
+    the checkpoint had. Any other difference is an error naming the flag.
+    """
+    state_dict = dict(read_state_dict(path))
+    own = net.state_dict()
+    grown = {k: v for k, v in state_dict.items() if k in LABEL_ROWS[net_name] and k in own
+             and v.shape[0] < own[k].shape[0] and v.shape[1:] == own[k].shape[1:]}
+    for key, value in grown.items():
+        padded = own[key].clone()
+        padded[:value.shape[0]] = value
+        state_dict[key] = padded
+    check_state_dict(net, state_dict, net_name, path)
+    net.load_state_dict(state_dict)
+    key = LABEL_ROWS[net_name][0]
+    return int(read_state_dict(path)[key].shape[0]) if key in state_dict else -1
 
 
 def read_training_state(ckpt_dir: str | Path, step: int) -> dict | None:
@@ -218,7 +250,7 @@ def load_generator(ckpt_dir: str | Path, step: str | int = "latest",
     return net.to(device).eval(), config, step
 
 
-def load_checkpoint(model: "Zi2ZiModel", ckpt_dir: str | Path, step: int, restore_rng: bool = True,
+def load_checkpoint(model: "TrainingStep", ckpt_dir: str | Path, step: int, restore_rng: bool = True,
                     state: dict | None = None) -> dict:
     """Restore weights, optimisers, step, epoch and RNG into `model`; returns the state.
 
@@ -251,7 +283,7 @@ def prune_checkpoints(ckpt_dir: str | Path, keep_last: int) -> list[int]:
     return doomed
 
 
-def export_plain_generator(net: nn.Module, path: str | Path) -> dict:
+def export_plain_generator(net: nn.Module, path: str | Path) -> dict:  # G or D
     """Save `net` with spectral norm folded into plain weights, for zi2zi-pytorch.
 
     The copy is put in eval mode first, so folding does no further power iteration
@@ -261,3 +293,29 @@ def export_plain_generator(net: nn.Module, path: str | Path) -> dict:
     state_dict = plain.state_dict()
     atomic_torch_save(state_dict, path)
     return state_dict
+
+
+def export_plain(ckpt_dir: str | Path, step: int, netG: nn.Module, out_dir: str | Path) -> list[str]:
+    """Write `{step}_net_G.pth` and `{step}_net_D.pth` with SN folded into plain weights to `out_dir`.
+
+    zi2zi-pytorch's `load_networks(step)` with `save_dir=out_dir` reads both. Returns
+    lines saying what was written (and what zi2zi-pytorch can build).
+    """
+    from .networks import build_discriminator
+    out = checkpoint_files(out_dir, step)
+    export_plain_generator(netG, out["G"])
+    lines = [f"wrote {out['G']}: generator of step {step} as a plain zi2zi-pytorch state dict"]
+    d_file = checkpoint_files(ckpt_dir, step)["D"]
+    if d_file.exists():
+        config = model_config_of(ckpt_dir, step)
+        netD = build_discriminator(config)
+        load_weights(netD, d_file, "D")
+        export_plain_generator(netD, out["D"])
+        lines.append(f"wrote {out['D']}: its discriminator, likewise")
+        if config.image_size != 256:
+            lines.append(f"note: zi2zi-pytorch builds only 256 px networks (--image_size is parsed but unused "
+                         f"there); these {config.image_size} px weights load in a zi2zi-pytorch model only if "
+                         f"its code is changed to build that size")
+    else:
+        lines.append(f"note: {d_file} does not exist, so only the generator was exported")
+    return lines

@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.loader import BatchIterator, PairBank  # noqa: E402
 from model.config import NORMS, ModelConfig, TrainConfig  # noqa: E402
-from training.step import Zi2ZiModel  # noqa: E402
+from training.step import TrainingStep  # noqa: E402
 
 LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
-def layer_scales(model: Zi2ZiModel, batch) -> dict[str, list[tuple[str, float, float]]]:
+def layer_scales(model: TrainingStep, batch) -> dict[str, list[tuple[str, float, float]]]:
     """(layer, output std, weight-grad norm) per layer of G and D over one iteration, weights unchanged."""
     stds: dict[str, float] = {}
 
@@ -79,7 +79,7 @@ def main():
     config = ModelConfig(embedding_num=int(bank.labels.max()) + 1, ngf=args.ngf, ndf=args.ndf,
                          image_size=args.image_size, norm_G=args.norm_G, norm_D=args.norm_D,
                          sn_generator=args.sn_generator, sn_discriminator=args.sn_discriminator)
-    model = Zi2ZiModel(config, TrainConfig(), "cpu")
+    model = TrainingStep(config, TrainConfig(), "cpu")
     batches = BatchIterator(bank, args.batch_size, "cpu", seed=args.seed)
     probe = next(batches.epoch(10_000))
     at_start = layer_scales(model, probe)
@@ -88,7 +88,7 @@ def main():
         for batch in batches.epoch(epoch):
             if model.step >= args.steps:
                 break
-            stats = model.optimize_parameters(*batch)
+            stats = model.train_step(*batch)
         if model.step >= args.steps:
             break
     after = layer_scales(model, probe)

@@ -48,10 +48,10 @@ def _settings(**run):
 
 def _blank_generator_trainer(bundled_font_data, tmp_path, **run):
     from training.loop import Trainer, experiment_paths
-    from training.step import Zi2ZiModel
+    from training.step import TrainingStep
     settings = _settings(**run)
     torch.manual_seed(0)
-    model = Zi2ZiModel(settings.model, settings.train, "cpu")
+    model = TrainingStep(settings.model, settings.train, "cpu")
     with torch.no_grad():  # a generator that draws blank paper: tanh of a large bias, white everywhere
         model.netG.model.up[1].weight.zero_()
         model.netG.model.up[1].bias.fill_(5.0)
@@ -89,13 +89,13 @@ def test_recommended_norm_settings_learn_on_the_bundled_fonts(bundled_font_data,
     from model import ModelConfig, TrainConfig
     from training.config import DeviceConfig, RunConfig, Settings
     from training.loop import Trainer, experiment_paths
-    from training.step import Zi2ZiModel
+    from training.step import TrainingStep
     settings = Settings(ModelConfig(embedding_num=2, embedding_dim=16, ngf=16, ndf=16, image_size=32,
                                     norm_G=norm_G, norm_D=norm_D, sn_discriminator=sn_D),
                         TrainConfig(), RunConfig(batch_size=16, max_steps=150, log_steps=10, sample_steps=50,
                                                  checkpoint_steps=150, random_seed=777), DeviceConfig(device="cpu"))
     torch.manual_seed(777)
-    model = Zi2ZiModel(settings.model, settings.train, "cpu")
+    model = TrainingStep(settings.model, settings.train, "cpu")
     trainer = Trainer(model, settings, experiment_paths(tmp_path / "exp", str(bundled_font_data)))
     trainer.run()
     _, targets, _ = PairBank.from_obj(bundled_font_data / "train.obj").model_tensors()

@@ -8,7 +8,7 @@ import torch
 from data.obj import encode_image, write_obj
 from evaluation.comparison import RunSpec, compare_runs, eval_set_from_obj
 from model import TrainConfig, save_checkpoint
-from training.step import Zi2ZiModel
+from training.step import TrainingStep
 from evaluation.metrics import (collapse_measures, count_spikes, is_collapsed, paired_bootstrap, per_sample_metrics,
                               ssim, stability_measures)
 from utils.errors import UserError
@@ -88,7 +88,7 @@ def test_stability_measures(tiny_config):
 
 def _experiment(root, tiny_config, constant=False, seed=0):
     torch.manual_seed(seed)
-    model = Zi2ZiModel(tiny_config(embedding_num=2), TrainConfig())
+    model = TrainingStep(tiny_config(embedding_num=2), TrainConfig())
     if constant:  # a generator whose output ignores its input: tanh of a constant bias
         up = model.netG.model.up[1]
         torch.nn.init.zeros_(up.weight)

@@ -233,6 +233,34 @@ def test_package_by_pair_and_errors(tmp_path):
         package([out], tmp_path / "d4", split_ratio=1.5)
 
 
+def test_package_takes_zi2zi_names_flags_and_reports_skips(tmp_path):
+    out = _pairs_dir(tmp_path)
+    first = sorted(out.glob("1_*.jpg"))[0]
+    png = Image.open(first)
+    png.save(out / "1_extra_name.png")            # zi2zi accepts any {label}_*.{jpg,png,tif}
+    png.save(out / "1_scan.tif")
+    png.save(out / "notes_1.png")                 # does not start with a label: skipped, and said so
+    data = first.read_bytes()
+    (out / "1_broken.jpg").write_bytes(data[: len(data) * 2 // 3])  # a truncated JPEG, header intact
+    with pytest.raises(UserError, match="1_broken.jpg: the image does not decode"):
+        package([out], tmp_path / "bad", split_ratio=0)
+    assert not list((tmp_path / "bad").glob("*.tmp")) and not (tmp_path / "bad" / "train.obj").exists()
+    (out / "1_broken.jpg").unlink()
+    summary = package([out], tmp_path / "data", split_ratio=0)
+    assert summary["train"] == {0: 10, 1: 12} and summary["val"] == {}
+    assert summary["skipped"] == [f"{out / 'notes_1.png'}: the name does not start with {{label}}_"]
+    assert (tmp_path / "data" / "val.obj").stat().st_size == 0    # zi2zi writes an empty val.obj
+    # --dst_json + --type_file: keep the named fonts, renumbered by their line in the type file
+    (tmp_path / "fonts.json").write_text('[{"font_name": "serif"}, {"font_name": "kai"}]')
+    (tmp_path / "types.txt").write_text("kai\n")
+    one = package([out], tmp_path / "relabelled", split_ratio=0, dst_json=tmp_path / "fonts.json",
+                  type_file=tmp_path / "types.txt", save_obj_dir=tmp_path / "all.obj")
+    assert one["train"] == {0: 12} and {r.label for r in read_obj(tmp_path / "all.obj")} == {0}
+    assert not (tmp_path / "relabelled" / "train.obj").exists()
+    with pytest.raises(UserError, match="--save_obj_dir .* needs --split_ratio 0"):
+        package([out], tmp_path / "x", split_ratio=0.1, save_obj_dir=tmp_path / "x.obj")
+
+
 # ------------------------------------------------------------------ .obj reader
 
 def test_reads_zi2zi_pytorch_obj(reference_dir):
@@ -303,7 +331,10 @@ def test_dataset_items(reference_dir):
     rgb = DatasetFromObj(reference_dir / "zi2zi_pytorch_sample.obj", input_nc=3)
     _, target3, _ = rgb[0]
     assert target3.shape == (3, 256, 256) and torch.equal(target3[1], target[0])
-    assert len(DatasetFromObj(reference_dir / "zi2zi_pytorch_sample.obj", start_from=20)) == 4
+    shifted = DatasetFromObj(reference_dir / "zi2zi_pytorch_sample.obj", start_from=2)   # zi2zi's meaning
+    assert len(shifted) == 24 and shifted[5][0] == 0 and set(shifted.labels) == {0}
+    with pytest.raises(ObjFormatError, match="record 0 has label 2, below --start_from 3"):
+        DatasetFromObj(reference_dir / "zi2zi_pytorch_sample.obj", start_from=3)
 
 
 def test_augmentation_shared_by_both_halves():

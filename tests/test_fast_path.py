@@ -10,7 +10,7 @@ from data.augment import AugmentDraw, augment_float, augment_pair, augment_param
 from data.dataset import DatasetFromObj, split_pair
 from data.loader import BatchIterator, PairBank, to_model_input
 from model import TrainConfig
-from training.step import Zi2ZiModel
+from training.step import TrainingStep
 from model.spectral import spectral_norm_layers
 
 SAMPLE = "zi2zi_pytorch_sample.obj"
@@ -132,8 +132,8 @@ def test_speed_options_keep_the_losses(options, tolerance, tiny_config, tiny_bat
 
     def run(**kw):
         torch.manual_seed(0)
-        model = Zi2ZiModel(config, TrainConfig(), "cpu", **kw)
-        return model, [model.optimize_parameters(*b) for b in batches]
+        model = TrainingStep(config, TrainConfig(), "cpu", **kw)
+        return model, [model.train_step(*b) for b in batches]
 
     _, plain = run()
     model, fast = run(**options)

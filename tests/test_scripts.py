@@ -112,15 +112,22 @@ def test_train_resume_infer_end_to_end(experiment):
            "--save_dir", obj_out, "--device", "cpu")
     assert len(list((obj_out / "0").glob("*.png"))) == 4
 
-    # the SN generator exported as plain weights gives the same outputs
-    script("infer.py", "--experiment_dir", experiment, "--export_plain", experiment / "plain_G.pth")
-    plain_G = build_generator(ModelConfig(**{**cfg.to_dict(), "sn_generator": False})).eval()
-    plain_G.load_state_dict(torch.load(experiment / "plain_G.pth", weights_only=True))
+    # the SN run exported as plain weights (G and D) loads strictly in plain networks, same outputs
+    script("infer.py", "--experiment_dir", experiment, "--export_plain", experiment / "plain")
+    plain_config = ModelConfig(**{**cfg.to_dict(), "sn_generator": False, "sn_discriminator": False})
+    plain_G, plain_D = build_generator(plain_config).eval(), build_discriminator(plain_config).eval()
+    plain_G.load_state_dict(torch.load(experiment / "plain" / "6_net_G.pth", weights_only=True))
+    plain_D.load_state_dict(torch.load(experiment / "plain" / "6_net_D.pth", weights_only=True))
     from model import load_generator
+    from model.checkpoint import load_weights
     sn_G, _, _ = load_generator(ckpt, 6)
+    sn_D = build_discriminator(cfg).eval()
+    load_weights(sn_D, ckpt / "6_net_D.pth", "D")
     x, labels = torch.rand(2, 1, 32, 32) * 2 - 1, torch.tensor([0, 1])
     with torch.no_grad():
         assert torch.allclose(plain_G(x.clone(), labels)[0], sn_G(x.clone(), labels)[0], atol=1e-5)
+        pair = torch.cat([x, x.flip(2)], 1)
+        assert torch.allclose(plain_D(pair)[0], sn_D(pair)[0], atol=1e-5)
 
     # a fresh start over existing checkpoints is refused; a contradicting flag on resume too
     one_line_error(script("train.py", *common, "--max_steps", 2, check=False), "already holds checkpoints")

@@ -7,7 +7,7 @@ import torch
 
 from model import ModelConfig, TrainConfig
 from training.config import DeviceConfig, RunConfig, build_parser, resolve_settings
-from training.step import Zi2ZiModel
+from training.step import TrainingStep
 from utils.errors import UserError
 
 
@@ -80,14 +80,14 @@ def test_bad_values_name_the_flag(argv, message):
 
 
 def test_changed_learning_rate_on_resume_reaches_the_optimiser(tiny_config, tiny_batches):
-    model = Zi2ZiModel(tiny_config(), TrainConfig(lr=0.001))
-    model.optimize_parameters(*tiny_batches(1)[0])
+    model = TrainingStep(tiny_config(), TrainConfig(lr=0.001))
+    model.train_step(*tiny_batches(1)[0])
     model.update_lr()  # scheduled halving: 0.0005 in the optimisers
     state = model.training_state()
-    same = Zi2ZiModel(tiny_config(), TrainConfig(lr=0.001))
+    same = TrainingStep(tiny_config(), TrainConfig(lr=0.001))
     same.load_training_state(state)
     assert same.learning_rates == {"lr_G": 0.0005, "lr_D": 0.0005}   # unchanged flags: the schedule goes on
-    changed = Zi2ZiModel(tiny_config(), TrainConfig(lr=0.001, lr_D=0.004))
+    changed = TrainingStep(tiny_config(), TrainConfig(lr=0.001, lr_D=0.004))
     changed.load_training_state(state)
     assert changed.learning_rates == {"lr_G": 0.0005, "lr_D": 0.004}  # a new --lr_D takes effect at once
 
@@ -112,7 +112,7 @@ def test_inference_does_not_import_the_training_code(repo_root):
     assert result.returncode == 0, result.stderr
     loaded, zi2zi_import = result.stdout.splitlines()
     assert loaded == "[]", loaded
-    assert zi2zi_import == "training.step"   # zi2zi's `from model import Zi2ZiModel` still works, lazily
+    assert zi2zi_import == "training.zi2zi"   # zi2zi's `from model import Zi2ZiModel` still works, lazily
 
 
 def test_untrainable_generator_is_refused_with_the_reason():

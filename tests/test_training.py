@@ -1,13 +1,13 @@
-"""Zi2ZiModel's iteration, schedule, errors, and checkpoints that resume exactly."""
+"""TrainingStep's iteration, schedule, errors, and checkpoints that resume exactly."""
 import copy
 
 import pytest
 import torch
 
-from model import (CheckpointError, ModelConfig, NonFiniteLossError, TrainConfig, Zi2ZiModel,
-                   build_generator, export_plain_generator, load_checkpoint, load_generator,
-                   save_checkpoint, uses_spectral_norm)
+from model import (CheckpointError, ModelConfig, TrainConfig, build_generator, export_plain_generator,
+                   load_checkpoint, load_generator, save_checkpoint, uses_spectral_norm)
 from model.checkpoint import available_steps, checkpoint_files, prune_checkpoints, resolve_step
+from training.step import NonFiniteLossError, TrainingStep
 from utils.device import resolve_device
 from utils.errors import UserError
 
@@ -17,10 +17,10 @@ STAT_KEYS = {"d_loss", "g_loss", "l1_loss", "const_loss", "category_loss", "chea
 
 def test_step_returns_floats_and_updates_both_nets(tiny_config, tiny_batches):
     torch.manual_seed(0)
-    model = Zi2ZiModel(tiny_config(), TrainConfig())
+    model = TrainingStep(tiny_config(), TrainConfig())
     g0 = copy.deepcopy(model.netG.state_dict())
     d0 = copy.deepcopy(model.netD.state_dict())
-    stats = model.optimize_parameters(*tiny_batches(1)[0])
+    stats = model.train_step(*tiny_batches(1)[0])
     assert set(stats) == STAT_KEYS
     assert all(isinstance(v, float) for v in stats.values())
     assert 0 < stats["d_real_prob"] < 1 and 0 < stats["d_fake_prob"] < 1
@@ -34,10 +34,10 @@ def test_step_returns_floats_and_updates_both_nets(tiny_config, tiny_batches):
 def test_losses_follow_the_weights(tiny_config, tiny_batches):
     batch = tiny_batches(1)[0]
     torch.manual_seed(0)
-    a = Zi2ZiModel(tiny_config(use_dropout=False), TrainConfig(g_steps=1))
+    a = TrainingStep(tiny_config(use_dropout=False), TrainConfig(g_steps=1))
     torch.manual_seed(0)
-    b = Zi2ZiModel(tiny_config(use_dropout=False), TrainConfig(g_steps=1, L1_penalty=50))
-    sa, sb = a.optimize_parameters(*batch), b.optimize_parameters(*batch)
+    b = TrainingStep(tiny_config(use_dropout=False), TrainConfig(g_steps=1, L1_penalty=50))
+    sa, sb = a.train_step(*batch), b.train_step(*batch)
     # the D step is identical; L1 is reported with its weight applied
     assert sa["d_loss"] == pytest.approx(sb["d_loss"], abs=1e-6)
     assert sb["l1_loss"] == pytest.approx(sa["l1_loss"] / 2, rel=1e-5)
@@ -46,48 +46,48 @@ def test_losses_follow_the_weights(tiny_config, tiny_batches):
 def test_g_steps_counts_generator_updates(tiny_config, tiny_batches):
     batch = tiny_batches(1)[0]
     for g_steps in (1, 3):
-        model = Zi2ZiModel(tiny_config(), TrainConfig(g_steps=g_steps))
-        model.optimize_parameters(*batch)
+        model = TrainingStep(tiny_config(), TrainConfig(g_steps=g_steps))
+        model.train_step(*batch)
         state = model.optimizer_G.state_dict()["state"]
         assert int(next(iter(state.values()))["step"]) == g_steps
         assert int(next(iter(model.optimizer_D.state_dict()["state"].values()))["step"]) == 1
 
 
 def test_label_beyond_embedding_num_names_both_numbers(tiny_config, tiny_batches):
-    model = Zi2ZiModel(tiny_config(embedding_num=4), TrainConfig())
+    model = TrainingStep(tiny_config(embedding_num=4), TrainConfig())
     labels, a, b = tiny_batches(1)[0]
     labels[0] = 7
     with pytest.raises(ValueError, match=r"style label 7\b.*embedding_num=4"):
-        model.optimize_parameters(labels, a, b)
+        model.train_step(labels, a, b)
 
 
 def test_non_finite_loss_raises_with_step_number(tiny_config, tiny_batches):
-    model = Zi2ZiModel(tiny_config(), TrainConfig())
+    model = TrainingStep(tiny_config(), TrainConfig())
     batches = tiny_batches(2)
-    model.optimize_parameters(*batches[0])
+    model.train_step(*batches[0])
     labels, a, b = batches[1]
     b[0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError, match="at step 2"):
-        model.optimize_parameters(labels, a, b)
+        model.train_step(labels, a, b)
 
 
 def test_separate_learning_rates_and_halving_with_floor(tiny_config):
-    model = Zi2ZiModel(tiny_config(), TrainConfig(lr=0.001, lr_D=0.004))
+    model = TrainingStep(tiny_config(), TrainConfig(lr=0.001, lr_D=0.004))
     assert model.learning_rates == {"lr_G": 0.001, "lr_D": 0.004}
     assert model.update_lr() == {"lr_G": 0.0005, "lr_D": 0.002}
     for _ in range(10):
         rates = model.update_lr()
     assert rates == {"lr_G": 0.0002, "lr_D": 0.0002}
-    low = Zi2ZiModel(tiny_config(), TrainConfig(lr=0.0001))
+    low = TrainingStep(tiny_config(), TrainConfig(lr=0.0001))
     assert low.update_lr()["lr_G"] == 0.0001  # the floor never raises a rate
 
 
 def test_freeze_encoder_keeps_down_path_fixed(tiny_config, tiny_batches):
-    model = Zi2ZiModel(tiny_config(sn_generator=True), TrainConfig(freeze_encoder=True))
+    model = TrainingStep(tiny_config(sn_generator=True), TrainConfig(freeze_encoder=True))
     encoder = [p.detach().clone() for p in model.netG.encoder_parameters()]
     decoder_before = model.netG.model.up[1].weight_orig.detach().clone()
     for batch in tiny_batches(2):
-        model.optimize_parameters(*batch)
+        model.train_step(*batch)
     assert all(torch.equal(a, b) for a, b in zip(encoder, model.netG.encoder_parameters()))
     assert not torch.equal(decoder_before, model.netG.model.up[1].weight_orig)
 
@@ -95,16 +95,16 @@ def test_freeze_encoder_keeps_down_path_fixed(tiny_config, tiny_batches):
 def test_flip_labels_adds_unpaired_terms(tiny_config, tiny_batches):
     batch = tiny_batches(1, batch=4)[0]
     torch.manual_seed(0)
-    plain = Zi2ZiModel(tiny_config(use_dropout=False), TrainConfig()).optimize_parameters(*batch)
+    plain = TrainingStep(tiny_config(use_dropout=False), TrainConfig()).train_step(*batch)
     torch.manual_seed(0)
-    flip_model = Zi2ZiModel(tiny_config(use_dropout=False), TrainConfig(flip_labels=True))
-    flipped = flip_model.optimize_parameters(*batch)
+    flip_model = TrainingStep(tiny_config(use_dropout=False), TrainConfig(flip_labels=True))
+    flipped = flip_model.train_step(*batch)
     assert flip_model.flipped_labels.sort().values.tolist() == batch[0].sort().values.tolist()
     assert flipped["d_loss"] > plain["d_loss"]  # one more fake term for D
 
 
 def test_generate_is_eval_mode_and_deterministic(tiny_config, tiny_batches):
-    model = Zi2ZiModel(tiny_config(), TrainConfig())
+    model = TrainingStep(tiny_config(), TrainConfig())
     labels, a, _ = tiny_batches(1)[0]
     assert torch.equal(model.generate(a, labels), model.generate(a, labels))
     assert model.netG.training
@@ -125,10 +125,21 @@ def test_device_resolution():
             resolve_device("cuda:1")
 
 
+def test_zi2zi_gpu_ids_forms():
+    from utils.device import gpu_ids_to_device
+    for form in ("cuda:0", "0", ["cuda:0"], ["0"], "0,0"):
+        assert gpu_ids_to_device(form) == "cuda:0"
+    assert gpu_ids_to_device(["cuda:2"]) == "cuda:2"
+    with pytest.raises(UserError, match="names 2 GPUs; one process trains on one GPU"):
+        gpu_ids_to_device(["cuda:0", "cuda:1"])
+    with pytest.raises(UserError, match="--gpu_ids expects GPUs such as cuda:0"):
+        gpu_ids_to_device("gpu0")
+
+
 # ------------------------------------------------------------------ checkpoints
 
 def _run(model, batches):
-    return [model.optimize_parameters(*b) for b in batches]
+    return [model.train_step(*b) for b in batches]
 
 
 @pytest.mark.parametrize("sn", [False, True])
@@ -137,16 +148,16 @@ def test_resume_continues_the_same_run(tmp_path, sn, tiny_config, tiny_batches):
     train = TrainConfig(flip_labels=True, lr_D=0.002)
     batches = tiny_batches(4)
     torch.manual_seed(123)
-    straight = _run(Zi2ZiModel(config, train), batches)
+    straight = _run(TrainingStep(config, train), batches)
 
     torch.manual_seed(123)
-    first = Zi2ZiModel(config, train)
+    first = TrainingStep(config, train)
     _run(first, batches[:2])
     first.epoch = 1
     first.update_lr()
     save_checkpoint(first, tmp_path)
     torch.manual_seed(999)  # a fresh process would start from another RNG state
-    resumed = Zi2ZiModel(config, train)
+    resumed = TrainingStep(config, train)
     load_checkpoint(resumed, tmp_path, 2)
     assert resumed.step == 2 and resumed.epoch == 1
     assert resumed.learning_rates == first.learning_rates
@@ -162,7 +173,7 @@ def test_resume_continues_the_same_run(tmp_path, sn, tiny_config, tiny_batches):
 
 def test_checkpoint_files_are_plain_zi2zi_state_dicts(tmp_path, reference_dir):
     import json
-    model = Zi2ZiModel(ModelConfig(), TrainConfig())
+    model = TrainingStep(ModelConfig(), TrainConfig())
     model.step = 7
     files = save_checkpoint(model, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["7_net_D.pth", "7_net_G.pth", "7_state.pth"]
@@ -193,9 +204,9 @@ def test_zi2zi_pytorch_checkpoint_loads_without_config(tmp_path, reference_dir):
 
 
 def test_sn_mismatch_says_which_flag(tmp_path, tiny_config):
-    model = Zi2ZiModel(tiny_config(sn_discriminator=True), TrainConfig())
+    model = TrainingStep(tiny_config(sn_discriminator=True), TrainConfig())
     save_checkpoint(model, tmp_path)
-    plain = Zi2ZiModel(tiny_config(), TrainConfig())
+    plain = TrainingStep(tiny_config(), TrainConfig())
     with pytest.raises(CheckpointError, match="different architecture.*sn_discriminator"):
         load_checkpoint(plain, tmp_path, 0)
     from model.checkpoint import load_weights
@@ -208,7 +219,7 @@ def test_sn_mismatch_says_which_flag(tmp_path, tiny_config):
 
 def test_shape_mismatch_names_the_flag(tmp_path, tiny_config):
     from model.checkpoint import load_weights
-    model = Zi2ZiModel(tiny_config(embedding_num=4), TrainConfig())
+    model = TrainingStep(tiny_config(embedding_num=4), TrainConfig())
     save_checkpoint(model, tmp_path)
     other = build_generator(tiny_config(embedding_num=6))
     with pytest.raises(CheckpointError, match=r"embedder.weight has shape \[4, 16\].*--embedding_num"):
@@ -217,7 +228,7 @@ def test_shape_mismatch_names_the_flag(tmp_path, tiny_config):
     with pytest.raises(CheckpointError, match="--image_size"):
         load_weights(deeper, checkpoint_files(tmp_path, 0)["G"], "G")
     batch_G = build_generator(tiny_config())
-    inst = Zi2ZiModel(tiny_config(norm_G="instance", norm_D="instance"), TrainConfig())
+    inst = TrainingStep(tiny_config(norm_G="instance", norm_D="instance"), TrainConfig())
     inst.step = 1
     save_checkpoint(inst, tmp_path)
     with pytest.raises(CheckpointError, match="--norm instance or none"):
@@ -241,7 +252,7 @@ def test_pickled_code_is_refused(tmp_path):
 
 
 def test_resolve_step_and_prune(tmp_path, tiny_config):
-    model = Zi2ZiModel(tiny_config(), TrainConfig())
+    model = TrainingStep(tiny_config(), TrainConfig())
     for step in (10, 20, 30):
         model.step = step
         save_checkpoint(model, tmp_path)

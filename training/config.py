@@ -88,7 +88,7 @@ class DeviceConfig:
     machine); flags or these defaults.
     """
     device: str | None = None          # None: CUDA when available, else CPU
-    gpu_ids: str | None = None
+    gpu_ids: tuple[str, ...] | None = None  # zi2zi's way to name the GPU
     loader: str = "fast"
     num_workers: int = 0
     amp: str = "off"
@@ -157,17 +157,20 @@ def check_trainable(model: ModelConfig) -> None:
             "--sn-discriminator --norm_D none")
 
 
-def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None) -> Settings:
+def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None,
+                     weights_config: ModelConfig | None = None) -> Settings:
     """Flag > checkpoint > default for every setting, with each class's rule (see their docstrings).
 
     `flags` maps field names to the values given on the command line, None where a
     flag was not given; `saved_state` is the training state of the checkpoint being
-    resumed, or None for a new run.
+    resumed, or None for a new run; `weights_config` is the architecture of weights a
+    new run starts from (zi2zi-pytorch's checkpoints, --init_from), already checked
+    against the flags.
     """
     flags = expand_norm_flags(flags)
     device = DeviceConfig(**_given(DeviceConfig, flags))
     if saved_state is None:
-        model = ModelConfig(**_given(ModelConfig, flags))
+        model = weights_config or ModelConfig(**_given(ModelConfig, flags))
         check_trainable(model)
         return Settings(model, TrainConfig(**_given(TrainConfig, flags)), RunConfig(**_given(RunConfig, flags)),
                         device)
@@ -193,7 +196,10 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     g = p.add_argument_group("experiment")
     g.add_argument("--experiment_dir", required=True, help="holds data/, checkpoint/, sample/, logs/")
     g.add_argument("--checkpoint_dir", help="default: experiment_dir/checkpoint")
-    g.add_argument("--resume", help="step number or 'latest': continue that checkpoint's run")
+    g.add_argument("--resume", help="step number or 'latest': continue that checkpoint's run (or fine-tune "
+                                    "zi2zi-pytorch's weights-only checkpoint of that step)")
+    g.add_argument("--init_from", metavar="DIR[:STEP]",
+                   help="start a new experiment from another run's or a pre-trained model's weights")
     g.add_argument("--dry_run", action="store_true", help="print the resolved settings and exit")
     g = p.add_argument_group("architecture (saved in the checkpoint; contradicting it on resume is an error)")
     flag(g, ModelConfig, "image_size", "glyph side in pixels, a power of two >= 32")
@@ -243,7 +249,8 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     flag(g, RunConfig, "stop_on_collapse", "end the run when it collapses, keeping the checkpoints saved before")
     g = p.add_argument_group("device and speed (this machine's; never taken from a checkpoint)")
     flag(g, DeviceConfig, "device", "cpu, cuda or cuda:N (default: CUDA when available)", type=str)
-    flag(g, DeviceConfig, "gpu_ids", "zi2zi's way to pick a GPU, e.g. 0 (the first one is used)", type=str)
+    flag(g, DeviceConfig, "gpu_ids", "zi2zi's way to pick the GPU: cuda:0, 0 (one GPU per process)", type=str,
+         nargs="+")
     flag(g, DeviceConfig, "loader", "fast: decode once, augment batches on the device; pil: zi2zi's per-item path",
          choices=["fast", "pil"])
     flag(g, DeviceConfig, "num_workers", "processes decoding the .obj (fast) or DataLoader workers (pil)")

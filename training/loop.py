@@ -23,15 +23,16 @@ import torch
 from tqdm import tqdm
 
 from data.loader import BatchIterator, PairBank, PilBatches, label_balanced
-from model.checkpoint import available_steps, load_checkpoint, prune_checkpoints, save_checkpoint
+from model.checkpoint import available_steps, prune_checkpoints, save_checkpoint
 from model.spectral import largest_singular_value
 from utils.errors import UserError
 from utils.images import save_sample_grid
 from utils.io import atomic_write_text
 
 from .config import Settings
+from .start import Start, apply_start
 from .stats import CollapseWatch, LogWriters, StatsWindow, ink_share, progress_postfix
-from .step import Zi2ZiModel
+from .step import TrainingStep
 
 
 def experiment_paths(experiment_dir: str | Path, data_dir: str | None = None,
@@ -104,8 +105,8 @@ def stop_on_signals(request_stop: Callable[[int], None]):
 class Trainer:
     """Runs `model` over the data to the end of the run, saving and logging on the way."""
 
-    def __init__(self, model: Zi2ZiModel, settings: Settings, paths: dict[str, Path],
-                 resume_step: int | None = None, resume_state: dict | None = None):
+    def __init__(self, model: TrainingStep, settings: Settings, paths: dict[str, Path],
+                 start: Start | None = None):
         self.model, self.settings, self.paths = model, settings, paths
         self.run_config = settings.run
         train_obj, val_obj = paths["data"] / "train.obj", paths["data"] / "val.obj"
@@ -116,21 +117,24 @@ class Trainer:
         model.config.check_data(str(train_obj), self.batches.image_size, self.batches.labels.unique())
         self.data_labels = sorted(set(self.batches.labels.tolist()))
         self.num_pairs = len(self.batches.labels)
-        self.sample_obj = val_obj if val_obj.exists() else train_obj
+        # zi2zi writes an empty val.obj at --split_ratio 0; the samples then come from train.obj
+        self.sample_obj = val_obj if val_obj.exists() and val_obj.stat().st_size > 0 else train_obj
         self.sample = sample_batch(self.sample_obj, self.run_config.sample_count)
         model.config.check_data(str(self.sample_obj), self.sample[1].shape[-1], self.sample[0].unique())
-        self.batches_done = 0  # of the current epoch; saved, so a resumed epoch skips them
-        if resume_step is not None:
-            state = load_checkpoint(model, paths["checkpoint"], resume_step, state=resume_state)
-            self.batches_done = int(state.get("batches_done_in_epoch",
-                                              state.get("extra", {}).get("batches_done_in_epoch", 0)))
+        start = start or Start("new")
+        # batches done in the current epoch: saved, so a resumed epoch skips them
+        self.batches_done, notes = apply_start(model, start)
+        for note in notes:
+            print(note)
+        # a run fine-tuned from weights alone trains its --epoch budget from the step it starts at
+        self.first_step = model.step if start.kind == "weights" else 0
         self.stop_signal: int | None = None
         run = self.run_config
         self.watch = CollapseWatch(run.collapse_window, run.collapse_d_real, run.collapse_d_fake)
 
     @property
     def total_steps(self) -> int:
-        total = self.run_config.epoch * len(self.batches)
+        total = self.first_step + self.run_config.epoch * len(self.batches)
         return min(total, self.run_config.max_steps) if self.run_config.max_steps is not None else total
 
     # ------------------------------------------------------------------ outputs
@@ -210,7 +214,7 @@ class Trainer:
         """The rest of the current epoch, or up to step `total`."""
         model, window = self.model, StatsWindow(self.model.step)
         for labels, real_A, real_B in self.batches.epoch(model.epoch, self.batches_done):
-            stats = model.optimize_parameters(labels, real_A, real_B)
+            stats = model.train_step(labels, real_A, real_B)
             self.batches_done += 1
             window.add(stats)
             self.bar.update(1)

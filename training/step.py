@@ -1,7 +1,9 @@
 """One zi2zi training iteration, device-agnostic, as zi2zi-pytorch runs it.
 
-    model = Zi2ZiModel(ModelConfig(sn_discriminator=True), TrainConfig(), device="cuda")
-    stats = model.optimize_parameters(labels, real_A, real_B)   # dict of floats
+    model = TrainingStep(ModelConfig(sn_discriminator=True), TrainConfig(), device="cuda")
+    stats = model.train_step(labels, real_A, real_B)   # dict of floats
+
+`training.zi2zi.Zi2ZiModel` is zi2zi-pytorch's class on top of this one.
 
 Per iteration: forward, D step, G step, then (g_steps - 1) more forward + G steps.
 """
@@ -41,7 +43,7 @@ def _grad_norm(net: nn.Module) -> torch.Tensor:
     return torch.stack([g.detach().norm() for g in grads]).norm()
 
 
-class Zi2ZiModel:
+class TrainingStep:
     """Generator, discriminator, their optimisers and zi2zi's losses on one device.
 
     `amp` ("off", "bf16", "fp16") runs the forward passes under autocast (fp16 with a
@@ -176,7 +178,7 @@ class Zi2ZiModel:
         scaler.update()
         return stats
 
-    def optimize_parameters(self, labels=None, real_A=None, real_B=None) -> dict:
+    def train_step(self, labels=None, real_A=None, real_B=None) -> dict:
         """One iteration; returns every loss, D's mean sigmoid on real/fake, grad norms."""
         if labels is not None:
             self.set_input(labels, real_A, real_B)
@@ -190,6 +192,7 @@ class Zi2ZiModel:
             stats.update(self._update(self.netG, self.optimizer_G, self.scaler_G, self.backward_G, "g_grad_norm"))
         set_requires_grad(self.netD, True)
         self.step += 1
+        self.last_stats = stats  # the tensors, for callers that want them (zi2zi's API returns tensors)
         # One device sync per iteration: every statistic comes back together.
         names = list(stats)
         values = torch.stack([stats[n].float().reshape(()) for n in names]).tolist()

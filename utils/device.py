@@ -6,15 +6,32 @@ import torch
 from .errors import UserError
 
 
-def resolve_device(name: str | None = None, gpu_ids: str | None = None) -> torch.device:
+def gpu_ids_to_device(gpu_ids) -> str:
+    """zi2zi's --gpu_ids in any of its forms (`cuda:0`, `0`, `0,1`, several values) -> one device name.
+
+    One process trains on one GPU; several GPUs are an error that says so rather than a
+    run that quietly uses the first.
+    """
+    values = [gpu_ids] if isinstance(gpu_ids, str) else list(gpu_ids)
+    ids = [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+    numbers = []
+    for gpu in ids:
+        number = gpu[5:] if gpu.startswith("cuda:") else gpu
+        if not number.isdigit():
+            raise UserError(f"--gpu_ids expects GPUs such as cuda:0, 0 or 0,1; got {' '.join(values)!r}")
+        numbers.append(int(number))
+    if len(set(numbers)) > 1:
+        raise UserError(f"--gpu_ids {' '.join(values)} names {len(set(numbers))} GPUs; one process trains on one "
+                        f"GPU here: pass one (e.g. --gpu_ids cuda:{numbers[0]})")
+    return f"cuda:{numbers[0]}"
+
+
+def resolve_device(name: str | None = None, gpu_ids=None) -> torch.device:
     """`--device` (cpu, cuda, cuda:N) or zi2zi's `--gpu_ids`; default CUDA when available."""
     if name is not None and gpu_ids:
         raise UserError("give either --device or zi2zi's --gpu_ids, not both")
     if name is None and gpu_ids:
-        first = gpu_ids.split(",")[0].strip()
-        if not first.isdigit():
-            raise UserError(f"--gpu_ids expects comma-separated GPU numbers such as 0 or 0,1; got {gpu_ids!r}")
-        name = f"cuda:{first}"
+        name = gpu_ids_to_device(gpu_ids)
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -64,19 +64,57 @@ def text_grid(images: torch.Tensor, per_row: int = 10, pad: int = 4) -> Image.Im
 
 
 def write_style(save_dir: Path, label: int, names: list[str], fakes: torch.Tensor, per_row: int = 10,
-                sources: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> Path:
-    """One PNG per glyph under save_dir/{label}/ and a grid save_dir/style_{label}.png.
+                sources: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                name: str | None = None, grid: bool = True) -> Path:
+    """One PNG per glyph under save_dir/{label}/ and a grid save_dir/style_{name or label}.png.
 
     With real `targets` (and their `sources`), the grid shows source | target | generated;
     otherwise the generated glyphs laid out like text, `per_row` to a line.
     """
     folder = Path(save_dir) / str(label)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, fake in zip(names, fakes):
-        glyph_image(fake).save(folder / f"{name}.png")
-    grid_path = Path(save_dir) / f"style_{label}.png"
+    for stem, fake in zip(names, fakes):
+        glyph_image(fake).save(folder / f"{stem}.png")
+    grid_path = Path(save_dir) / f"style_{file_safe(name) if name else label}.png"
     if targets is not None:
         grid_image([sources, targets, fakes], rows_per_block=10).save(grid_path)
     else:
         text_grid(fakes, per_row).save(grid_path)
     return grid_path
+
+
+def write_zi2zi_style(save_dir: Path, label: int, names: list[str], fakes: torch.Tensor, per_row: int = 10,
+                      sources: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                      name: str | None = None, grid: bool = False) -> Path | None:
+    """zi2zi-pytorch's infer files: save_dir/{label}/{i}.png, generated | target (the source in text mode), RGB.
+
+    With `grid`, also save_dir/infer_{name or label}_construct.png: those pictures stacked,
+    `per_row` to a row. zi2zi restarts i at 0 for every batch (so later batches overwrite
+    earlier ones); here i runs on, so every glyph keeps its file.
+    """
+    folder = Path(save_dir) / str(label)
+    folder.mkdir(parents=True, exist_ok=True)
+    right = targets if targets is not None else sources
+    pictures = torch.cat([fakes.float().cpu(), right.float().cpu().expand_as(fakes)], 3)
+    for i, picture in enumerate(pictures):
+        rgb_image(picture).save(folder / f"{i}.png")
+    if not grid:
+        return None
+    rows = [torch.cat(list(pictures[i:i + per_row]), 2) for i in range(0, len(pictures), per_row)]
+    width = max(r.shape[2] for r in rows)
+    rows = [torch.nn.functional.pad(r, (0, width - r.shape[2]), value=1.0) for r in rows]
+    path = Path(save_dir) / f"infer_{file_safe(name) if name else label}_construct.png"
+    rgb_image(torch.cat(rows, 1)).save(path)
+    return path
+
+
+def rgb_image(picture: torch.Tensor) -> Image.Image:
+    """What zi2zi's torchvision `save_image` makes of a [-1, 1] tensor (C, H, W): clamped to [0, 1], RGB."""
+    channels = picture if picture.shape[0] == 3 else picture[:1].expand(3, -1, -1)
+    array = channels.clamp(0, 1).mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
+
+
+def file_safe(name: str) -> str:
+    """A style name usable in a file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -1,0 +1,117 @@
+"""Where a training run starts: fresh, resumed from its own checkpoint, or from weights alone.
+
+- new run: nothing to load;
+- `--resume N|latest` with a state file: the whole run continues (weights, optimisers,
+  step, epoch, RNG, data position, settings);
+- `--resume N` on zi2zi-pytorch's checkpoints (`N_net_G.pth` / `N_net_D.pth`, no state
+  file): fine-tuning from those weights at step N, architecture read from the weights,
+  fresh optimisers;
+- `--init_from DIR[:STEP]`: a new experiment that starts from another run's (or a
+  pre-trained model's) weights at step 0; `--embedding_num` may grow to add labels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.checkpoint import (CheckpointError, available_steps, checkpoint_files, load_checkpoint,
+                              load_weights, load_weights_growing_labels, model_config_of, read_training_state,
+                              resolve_step)
+from model.config import ModelConfig, expand_norm_flags
+from utils.errors import UserError
+
+ARCH_FLAGS = ("input_nc", "embedding_num", "embedding_dim", "ngf", "ndf", "image_size", "norm", "inst_norm",
+              "norm_G", "norm_D", "sn_generator", "sn_discriminator")
+
+
+@dataclass
+class Start:
+    kind: str                          # "new", "resume", "weights" or "init_from"
+    step: int = 0
+    state: dict | None = None          # the training state, for "resume"
+    weights_dir: Path | None = None    # where the weights come from
+    model_config: ModelConfig | None = None  # the architecture read from the weights
+    source_step: int | None = None     # the step of the weights, for "init_from"
+
+
+def find_start(flags: dict, checkpoint_dir: Path) -> Start:
+    """Decide how the run starts from --resume / --init_from and what the checkpoint folder holds."""
+    resume, init_from = flags.get("resume"), flags.get("init_from")
+    if resume is not None and init_from is not None:
+        raise UserError("give --resume (continue this experiment) or --init_from (start a new one from other "
+                        "weights), not both")
+    if resume is not None:
+        complete = available_steps(checkpoint_dir, complete=True)
+        # "latest" is the newest complete checkpoint of this project; zi2zi's weights-only ones otherwise
+        step = complete[-1] if str(resume) == "latest" and complete else resolve_step(checkpoint_dir, resume)
+        state = read_training_state(checkpoint_dir, step)
+        if state is not None:
+            return Start("resume", step, state, checkpoint_dir)
+        given = {k: flags.get(k) for k in ARCH_FLAGS}
+        return Start("weights", step, None, checkpoint_dir, _weights_config(checkpoint_dir, step, given))
+    if available_steps(checkpoint_dir) and not flags.get("dry_run"):
+        raise UserError(f"{checkpoint_dir} already holds checkpoints up to step {available_steps(checkpoint_dir)[-1]}; "
+                        f"pass --resume latest to continue that run, or use a new --experiment_dir / --checkpoint_dir")
+    if init_from is not None:
+        source_dir, step = parse_init_from(init_from)
+        return Start("init_from", 0, None, source_dir, _grown_config(source_dir, step, flags), step)
+    return Start("new")
+
+
+def parse_init_from(text: str) -> tuple[Path, int]:
+    """`DIR[:STEP]`: an experiment folder (its checkpoint/) or a folder of `{step}_net_*.pth` files."""
+    head, sep, tail = text.rpartition(":")
+    folder, step = (Path(head), tail) if sep and (tail.isdigit() or tail == "latest") else (Path(text), "latest")
+    if (folder / "checkpoint").is_dir():
+        folder = folder / "checkpoint"
+    if not folder.is_dir():
+        raise UserError(f"--init_from {text}: no such folder")
+    return folder, resolve_step(folder, step)
+
+
+def _weights_config(folder: Path, step: int, given: dict) -> ModelConfig:
+    files = checkpoint_files(folder, step)
+    if not files["D"].exists():
+        raise CheckpointError(f"{files['D']} is missing: training from weights needs both networks' files")
+    return model_config_of(folder, step, **given)
+
+
+def _grown_config(folder: Path, step: int, flags: dict) -> ModelConfig:
+    """The source's architecture; --embedding_num may only grow (new labels), other flags must agree."""
+    source = model_config_of(folder, step)
+    wanted = flags.get("embedding_num")
+    if wanted is not None and wanted < source.embedding_num:
+        raise UserError(f"--embedding_num {wanted} is below the {source.embedding_num} labels of --init_from's "
+                        f"weights; it can only grow (new labels get new embedding and category rows)")
+    given = {k: v for k, v in expand_norm_flags({k: flags.get(k) for k in ARCH_FLAGS}).items()
+             if k != "embedding_num"}
+    source.check_flags(given, "--init_from's weights")
+    return ModelConfig(**{**source.to_dict(), "embedding_num": wanted or source.embedding_num})
+
+
+def apply_start(model, start: Start) -> tuple[int, list[str]]:
+    """Load what the start says into `model`; returns (batches done in the epoch, notes to print)."""
+    if start.kind == "resume":
+        state = load_checkpoint(model, start.weights_dir, start.step, state=start.state)
+        return int(state.get("batches_done_in_epoch", state.get("extra", {}).get("batches_done_in_epoch", 0))), []
+    if start.kind == "weights":
+        files = checkpoint_files(start.weights_dir, start.step)
+        load_weights(model.netG, files["G"], "G")
+        load_weights(model.netD, files["D"], "D")
+        model.step = start.step
+        return 0, [f"note: step {start.step} in {start.weights_dir} has weights only (as zi2zi-pytorch saves them): "
+                   f"fine-tuning from them at step {start.step}, architecture read from the weights; not restored: "
+                   f"optimiser state, learning-rate schedule, epoch, RNG and data position (fresh Adam at --lr, "
+                   f"epoch 0)"]
+    if start.kind == "init_from":
+        files = checkpoint_files(start.weights_dir, start.source_step)
+        had = load_weights_growing_labels(model.netG, files["G"], "G")
+        load_weights_growing_labels(model.netD, files["D"], "D")
+        notes = [f"note: starting from the weights in {start.weights_dir} (step {start.source_step}) at step 0 "
+                 f"with fresh optimisers"]
+        if had < model.config.embedding_num:
+            notes.append(f"note: labels {had}..{model.config.embedding_num - 1} are new: their style embeddings and "
+                         f"the category head's rows for them start from the usual initialisation; labels "
+                         f"0..{had - 1} keep theirs")
+        return 0, notes
+    return 0, []
