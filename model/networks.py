@@ -58,29 +58,6 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
     return net
 
 
-@torch.no_grad()
-def variance_preserving_init(net: nn.Module) -> nn.Module:
-    """He init for the generator's convolutions, used when it has no normalisation (--norm_G none).
-
-    zi2zi's N(0, 0.02) relies on BatchNorm to restore the scale after each layer.
-    Without it, that init shrinks activations ~40x between the first layer and the
-    bottleneck, so the deep path gets almost no gradient, the decoder's outputs later
-    blow up into tanh saturation and the run dies. Weights drawn with std
-    sqrt(2 / fan_in) (fan_in of a stride-2 transposed convolution: in * k * k / 4)
-    keep each layer's output near unit scale instead.
-    """
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d):
-            fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
-        elif isinstance(module, nn.ConvTranspose2d):
-            fan_in = (module.in_channels * module.kernel_size[0] * module.kernel_size[1]
-                      / (module.stride[0] * module.stride[1]))
-        else:
-            continue
-        nn.init.normal_(getattr(module, "weight_orig", module.weight), 0.0, math.sqrt(2.0 / fan_in))
-    return net
-
-
 class UnetSkipConnectionBlock(nn.Module):
     """One U-Net level: x -> down -> submodule -> up, concatenated with x.
 
@@ -222,12 +199,11 @@ class Discriminator(nn.Module):
 
 
 def build_generator(config: ModelConfig) -> UNetGenerator:
-    net = UNetGenerator(input_nc=config.input_nc, output_nc=config.input_nc,
-                        num_downs=num_downs_for(config.image_size), ngf=config.ngf,
-                        embedding_num=config.embedding_num, embedding_dim=config.embedding_dim,
-                        norm_layer=get_norm_layer(config.norm_G), use_dropout=config.use_dropout,
-                        spectral_norm=config.sn_generator)
-    return variance_preserving_init(net) if config.norm_G == "none" else net
+    return UNetGenerator(input_nc=config.input_nc, output_nc=config.input_nc,
+                         num_downs=num_downs_for(config.image_size), ngf=config.ngf,
+                         embedding_num=config.embedding_num, embedding_dim=config.embedding_dim,
+                         norm_layer=get_norm_layer(config.norm_G), use_dropout=config.use_dropout,
+                         spectral_norm=config.sn_generator)
 
 
 def build_discriminator(config: ModelConfig) -> Discriminator:

@@ -82,8 +82,9 @@ def test_stop_on_collapse_keeps_the_earlier_checkpoints(bundled_font_data, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("norm_G, norm_D, sn_D", [("batch", "none", True),    # the SN-GAN arrangement
-                                                  ("none", "batch", False)])  # no norm in G: He init
+@pytest.mark.parametrize("norm_G, norm_D, sn_D", [("batch", "none", True),     # the SN-GAN arrangement
+                                                  ("batch", "none", False),    # D without norm, no SN
+                                                  ("instance", "instance", False)])
 def test_recommended_norm_settings_learn_on_the_bundled_fonts(bundled_font_data, tmp_path, norm_G, norm_D, sn_D):
     from data.loader import PairBank
     from model import ModelConfig, TrainConfig

@@ -116,8 +116,8 @@ def test_inference_does_not_import_the_training_code(repo_root):
 
 
 def test_untrainable_generator_is_refused_with_the_reason():
-    with pytest.raises(UserError, match="--sn-generator with --norm_G none does not train: spectral norm caps"):
-        resolve_settings(flags("--sn-generator", "--norm", "none"))
+    for argv in (("--norm", "none"), ("--norm_G", "none"), ("--sn-generator", "--norm_G", "none")):
+        with pytest.raises(UserError, match="--norm_G none \\(or --norm none\\) does not train"):
+            resolve_settings(flags(*argv))
     settings = resolve_settings(flags("--sn-generator", "--sn-discriminator", "--norm_D", "none"))
     assert (settings.model.norm_G, settings.model.norm_D) == ("batch", "none")   # the SN-GAN arrangement
-    assert resolve_settings(flags("--norm_G", "none")).model.norm_G == "none"    # trains with its He init

@@ -147,14 +147,21 @@ def saved_run_config(state: dict) -> RunConfig:
 
 
 def check_trainable(model: ModelConfig) -> None:
-    """Refuse a new run with an architecture measured not to train (rather than spend a GPU-day on it)."""
-    if model.sn_generator and model.norm_G == "none":
+    """Refuse a new run with an architecture measured not to train (rather than spend a GPU-day on it).
+
+    The measurements (scripts/layer_scales.py, README "Normalisation and spectral norm"):
+    zi2zi's U-Net without norm layers in G dies within ~100 steps on real fonts whatever
+    D is: with zi2zi's N(0, 0.02) init the activations shrink ~40x by the bottleneck and
+    the deep path gets no gradient; with a variance-preserving (He) init it learns for
+    ~60 steps, then its activations blow up (G loss 5e4) and it never recovers; with SN
+    on G every layer's gain is capped at 1 and the signal fades the same way.
+    """
+    if model.norm_G == "none":
         raise UserError(
-            "--sn-generator with --norm_G none does not train: spectral norm caps every layer's gain at 1, so "
-            "without normalisation the signal shrinks layer by layer through the U-Net, the generator gets no "
-            "gradient and its output goes blank within ~100 steps (D(real) -> 1, D(fake) -> 0). Keep --norm_G "
-            "batch (or instance) with --sn-generator; for a discriminator that SN strictly bounds, use "
-            "--sn-discriminator --norm_D none")
+            "--norm_G none (or --norm none) does not train: without norm layers zi2zi's U-Net generator loses its "
+            "signal (or, with SN or a larger init, first fades then blows up) and within ~100 steps its output "
+            "goes blank while D(real) -> 1 and D(fake) -> 0. Keep --norm_G batch (or instance); for a "
+            "discriminator that spectral norm strictly bounds use --sn-discriminator --norm_D none")
 
 
 def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None,

@@ -25,6 +25,7 @@ from utils.device import resolve_device
 from utils.images import rgb_image
 from utils.io import atomic_torch_save
 
+from .config import check_trainable
 from .step import TrainingStep
 
 
@@ -42,6 +43,8 @@ class Zi2ZiModel(TrainingStep):
         self.train_config = TrainConfig(lr=lr, lr_D=lr_D, L1_penalty=L1_penalty, Lconst_penalty=Lconst_penalty,
                                         Lcategory_penalty=Lcategory_penalty, schedule=schedule)
         self.gpu_ids, self.save_dir, self.is_training, self.amp = gpu_ids, save_dir, is_training, amp
+        if is_training:
+            check_trainable(self.config)
 
     def setup(self) -> None:
         """Build the networks, optimisers and losses on the device `gpu_ids` names (none: CPU)."""
