@@ -21,6 +21,8 @@ character named after it (永.png), takes the label from --label.
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 from data.charsets import BUILTIN, load_charset
 from data.pairs import DEFAULT_NAME_PATTERN, font2font, images2pairs, read_label_map, scan_glyph_images
@@ -76,6 +78,7 @@ def main(argv=None):
     if args.sample_count < 0:
         raise UserError(f"--sample_count must be >= 0; got {args.sample_count}")
     settings = RenderSettings(args.char_size, args.canvas_size, args.x_offset, args.y_offset)
+    created = not Path(args.sample_dir).exists()
     sample_count = args.sample_count or None
 
     def need(flag):
@@ -113,6 +116,8 @@ def main(argv=None):
                                overwrite=args.overwrite)
     print(summary.report())
     if summary.written == 0:
+        if created:  # leave nothing behind: the folder was made for pairs that never came
+            shutil.rmtree(args.sample_dir, ignore_errors=True)
         raise UserError("no pair was written: the fonts/images share no drawable character "
                         "of --charset (see the skip reasons above)")
     return 0

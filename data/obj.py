@@ -18,6 +18,9 @@ from utils.errors import UserError
 from utils.io import atomic_write
 
 
+MAX_LABEL = 2**31 - 1  # labels index an embedding; anything larger is a corrupt or foreign record
+
+
 class ObjFormatError(UserError):
     """A corrupt or foreign record in an `.obj` file."""
 
@@ -46,6 +49,9 @@ def check_record(obj, path, index: int) -> Record:
         raise ObjFormatError(f"{where}: label {label!r} is not an integer")
     if label < 0:
         raise ObjFormatError(f"{where}: label {label} is negative")
+    if label > MAX_LABEL:
+        raise ObjFormatError(f"{where}: label {label} is out of range (style labels are small integers, "
+                             f"at most {MAX_LABEL})")
     if not isinstance(data, (bytes, bytearray)):
         raise ObjFormatError(f"{where}: image is a {type(data).__name__}, not encoded image bytes")
     try:

@@ -92,13 +92,18 @@ class FontSet:
 
 def list_faces(path: str | Path) -> list[str]:
     """Names of the faces in a font file (several for a .ttc collection)."""
-    from fontTools.ttLib import TTCollection, TTFont
+    from fontTools.ttLib import TTCollection, TTFont, TTLibError
     path = Path(path)
-    if path.suffix.lower() in (".ttc", ".otc"):
-        fonts = TTCollection(str(path), lazy=True).fonts
-    else:
-        fonts = [TTFont(str(path), lazy=True)]
-    return [f["name"].getDebugName(4) or "?" for f in fonts]
+    if not path.is_file():
+        raise UserError(f"--list_faces {path}: no such font file")
+    try:
+        if path.suffix.lower() in (".ttc", ".otc"):
+            fonts = TTCollection(str(path), lazy=True).fonts
+        else:
+            fonts = [TTFont(str(path), lazy=True)]
+        return [f["name"].getDebugName(4) or "?" for f in fonts]
+    except (TTLibError, OSError, KeyError, AssertionError) as err:
+        raise UserError(f"--list_faces {path}: cannot read the font ({err})") from None
 
 
 def fit_glyph(ink: Image.Image, settings: RenderSettings, threshold: int = 1) -> Image.Image | None:

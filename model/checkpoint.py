@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import re
+import sys
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,7 +75,7 @@ def resolve_step(ckpt_dir: str | Path, step: str | int, complete: bool = False) 
     if not steps:
         raise CheckpointError(f"no {what} in {ckpt_dir}; check --experiment_dir / --checkpoint_dir")
     if str(step) == "latest":
-        return steps[-1]
+        return newest_readable(ckpt_dir, steps)
     try:
         step = int(step)
     except ValueError:
@@ -83,12 +86,45 @@ def resolve_step(ckpt_dir: str | Path, step: str | int, complete: bool = False) 
     return step
 
 
+def file_damage(path: Path) -> str | None:
+    """Why a checkpoint file cannot be read (a cut-short or corrupt archive), or None if it reads."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()  # reads every member and checks its CRC
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            return f"damaged archive ({err})"
+        return f"damaged member {bad}" if bad else None
+    try:
+        _load(path)
+    except CheckpointError as err:
+        return str(err)
+    return None
+
+
+def newest_readable(ckpt_dir: str | Path, steps: list[int]) -> int:
+    """The newest of `steps` whose files all read; a damaged newer one is named in a warning and skipped."""
+    for step in reversed(steps):
+        files = [p for p in checkpoint_files(ckpt_dir, step).values() if p.exists()]
+        damage = next(((p, why) for p in files if (why := file_damage(p))), None)
+        if damage is None:
+            return step
+        print(f"warning: skipping checkpoint step {step}: {damage[0]} cannot be read ({damage[1]}); "
+              f"'latest' falls back to an older step", file=sys.stderr)
+    raise CheckpointError(f"no checkpoint in {ckpt_dir} can be read (every one is damaged)")
+
+
 def _load(path: Path):
     if not path.exists():
         raise CheckpointError(f"checkpoint file {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types; name the file
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):
+            raise CheckpointError(f"cannot read checkpoint {path}: it holds objects other than tensors and "
+                                  f"plain data, which are refused because loading them could run code") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {str(err).splitlines()[0][:200]}") from None
+    except Exception as err:  # a cut-short file, a foreign format: many error types; name the file
         raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: "
                               f"{str(err).splitlines()[0][:200]}") from None
 
@@ -146,6 +182,10 @@ def read_state_dict(path: str | Path) -> dict:
     state_dict = _load(Path(path))
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"checkpoint {path} is not a state dict")
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"checkpoint {path}: key {key!r} holds a {type(value).__name__}, not a tensor; "
+                                  f"the file is not a network's state dict")
     return state_dict
 
 
@@ -236,8 +276,8 @@ def model_config_of(ckpt_dir: str | Path, step: int, **given) -> ModelConfig:
         config.check_flags(expand_norm_flags(given), f"the config of checkpoint step {step} in {ckpt_dir}", CheckpointError)
         return config
     files = checkpoint_files(ckpt_dir, step)
-    d_state = _load(files["D"]) if files["D"].exists() else None
-    return infer_model_config(_load(files["G"]), d_state, **given)
+    d_state = read_state_dict(files["D"]) if files["D"].exists() else None
+    return infer_model_config(read_state_dict(files["G"]), d_state, **given)
 
 
 def load_generator(ckpt_dir: str | Path, step: str | int = "latest",

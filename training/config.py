@@ -53,6 +53,7 @@ class RunConfig:
     collapse_d_real: float = 0.99      # D(real) above this ...
     collapse_d_fake: float = 0.01      # ... and D(fake) below this, with L1 flat: a dead run
     stop_on_collapse: bool = False
+    divergence_factor: float = 1000.0  # stop when a loss exceeds this many times its running median; 0: off
 
     def __post_init__(self):
         for name in ("epoch", "batch_size", "sample_steps", "checkpoint_steps", "log_steps", "sample_count"):
@@ -63,6 +64,8 @@ class RunConfig:
         for name in ("collapse_d_real", "collapse_d_fake"):
             if not 0 <= getattr(self, name) <= 1:
                 raise UserError(f"--{name} is a probability in [0, 1]; got {getattr(self, name)}")
+        if not (self.divergence_factor == 0 or self.divergence_factor > 1):
+            raise UserError(f"--divergence_factor must be > 1, or 0 to turn the guard off; got {self.divergence_factor}")
         if self.max_steps is not None and self.max_steps < 1:
             raise UserError(f"--max_steps must be >= 1; got {self.max_steps}")
         if self.keep_last < 0:
@@ -254,6 +257,8 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     flag(g, RunConfig, "collapse_d_real", "D(real) above this counts as saturated")
     flag(g, RunConfig, "collapse_d_fake", "D(fake) below this counts as saturated")
     flag(g, RunConfig, "stop_on_collapse", "end the run when it collapses, keeping the checkpoints saved before")
+    flag(g, RunConfig, "divergence_factor", "stop, saving nothing, when d_loss or g_loss exceeds this many times "
+         "its median over the last 100 steps (0: off)")
     g = p.add_argument_group("device and speed (this machine's; never taken from a checkpoint)")
     flag(g, DeviceConfig, "device", "cpu, cuda or cuda:N (default: CUDA when available)", type=str)
     flag(g, DeviceConfig, "gpu_ids", "zi2zi's way to pick the GPU: cuda:0, 0 (one GPU per process)", type=str,

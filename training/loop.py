@@ -31,8 +31,8 @@ from utils.io import atomic_write_text
 
 from .config import Settings
 from .start import Start, apply_start
-from .stats import CollapseWatch, LogWriters, StatsWindow, ink_share, progress_postfix
-from .step import TrainingStep
+from .stats import CollapseWatch, DivergenceGuard, LogWriters, StatsWindow, ink_share, progress_postfix
+from .step import NonFiniteLossError, TrainingStep
 
 
 def experiment_paths(experiment_dir: str | Path, data_dir: str | None = None,
@@ -61,6 +61,10 @@ def sample_batch(obj_path: Path, count: int):
     bank = PairBank.from_obj(obj_path)
     labels, target, source = bank.model_tensors(label_balanced(bank.labels.tolist(), count))
     return labels, source, target
+
+
+class RunDiverged(UserError):
+    """The losses exploded; the run ends without saving the broken weights."""
 
 
 class RunCollapsed(UserError):
@@ -131,6 +135,7 @@ class Trainer:
         self.stop_signal: int | None = None
         run = self.run_config
         self.watch = CollapseWatch(run.collapse_window, run.collapse_d_real, run.collapse_d_fake)
+        self.guard = DivergenceGuard(run.divergence_factor)
 
     @property
     def total_steps(self) -> int:
@@ -168,10 +173,38 @@ class Trainer:
                                f"the earlier checkpoints, and {kept} in {self.paths['checkpoint']}")
 
     def save(self) -> None:
-        save_checkpoint(self.model, self.paths["checkpoint"], run_config=self.run_config.to_dict(),
-                        batches_done_in_epoch=self.batches_done)
+        """Save a checkpoint; a failed save (full disk, read-only folder) says what was lost and what is kept."""
+        try:
+            save_checkpoint(self.model, self.paths["checkpoint"], run_config=self.run_config.to_dict(),
+                            batches_done_in_epoch=self.batches_done)
+        except OSError as err:
+            raise UserError(f"could not save checkpoint step {self.model.step} in {self.paths['checkpoint']} "
+                            f"({err.strerror or err}); {self.last_good()}. Free space or fix the folder, then "
+                            f"--resume latest") from None
         if self.run_config.keep_last > 0:
             prune_checkpoints(self.paths["checkpoint"], self.run_config.keep_last)
+
+    def last_good(self) -> str:
+        """Where the run can continue from: the newest complete checkpoint, and how many steps ago."""
+        steps = available_steps(self.paths["checkpoint"], complete=True)
+        steps = [s for s in steps if s < self.model.step] or steps
+        if not steps:
+            return "no checkpoint of this run was saved yet"
+        return (f"the last good checkpoint is step {steps[-1]} ({self.model.step - steps[-1]} steps ago), "
+                f"earlier checkpoints are intact")
+
+    def check_writable(self) -> None:
+        """Fail before the first step, not after hours, if an output folder cannot be written."""
+        for name in ("checkpoint", "sample", "logs"):
+            folder = self.paths[name]
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                probe = folder / ".write_test.tmp"
+                probe.write_bytes(b"0")
+                probe.unlink()
+            except OSError as err:
+                raise UserError(f"cannot write to {folder} ({err.strerror or err}); choose another "
+                                f"--experiment_dir / --checkpoint_dir or fix its permissions") from None
 
     def log_record(self, window: StatsWindow) -> dict:
         model = self.model
@@ -194,6 +227,7 @@ class Trainer:
                   f"(raise --epoch or --max_steps to train further)")
             return None
         self.model.train()
+        self.check_writable()
         self.write_config()
         self.writers = LogWriters(self.paths["logs"], self.paths["root"].name, self.model.step)
         self.bar = tqdm(total=total, initial=self.model.step, unit="step", dynamic_ncols=True)
@@ -206,6 +240,8 @@ class Trainer:
         except KeyboardInterrupt:
             outcome = "interrupted"
             raise
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(f"{err}; {self.last_good()}") from None
         finally:
             self.shutdown(outcome)
         return self.model.step
@@ -228,6 +264,10 @@ class Trainer:
 
     def after_step(self, stats: dict[str, float], window: StatsWindow, total: int) -> None:
         step, run = self.model.step, self.run_config
+        diverged = self.guard.check(stats)
+        if diverged:
+            raise RunDiverged(f"step {step}: {diverged}; training stopped without saving these weights, and "
+                              f"{self.last_good()}. Try a lower --lr / --lr_D")
         if step % run.log_steps == 0 or step == total:
             self.writers.write(self.log_record(window))
         self.on_collapse(self.watch.update(stats))

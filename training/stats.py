@@ -122,3 +122,38 @@ class CollapseWatch:
 def ink_share(images: "torch.Tensor") -> float:
     """Share of dark (ink) pixels in images in [-1, 1], ink black."""
     return (images < 0).float().mean().item()
+
+
+class DivergenceGuard:
+    """Notices losses that explode while staying finite (a far too high --lr, say).
+
+    Rule: a step whose d_loss or g_loss exceeds `factor` times that loss's median over
+    the last `window` steps (once `warmup` steps are seen), or exceeds ABSOLUTE_LIMIT at
+    any step, has diverged. Healthy zi2zi losses stay below a few hundred (the weighted
+    L1 is at most 2 x --L1_penalty) with spikes of a few times the median; a run with a
+    far too high learning rate reaches 1e20 from its first step.
+    """
+
+    ABSOLUTE_LIMIT = 1e8
+
+    def __init__(self, factor: float, window: int = 100, warmup: int = 20):
+        self.factor, self.window, self.warmup = factor, window, warmup
+        self.history: dict[str, list[float]] = {"d_loss": [], "g_loss": []}
+
+    def check(self, stats: dict[str, float]) -> str | None:
+        """Returns what diverged, or None; a diverged step is not added to the history."""
+        if not self.factor:
+            return None
+        for key in self.history:
+            if stats[key] > self.ABSOLUTE_LIMIT:
+                return f"{key} {stats[key]:.3g} is over {self.ABSOLUTE_LIMIT:.0e}, far beyond any healthy zi2zi loss"
+        for key, past in self.history.items():
+            if len(past) >= self.warmup:
+                median = sorted(past)[len(past) // 2]
+                if stats[key] > self.factor * max(median, 1e-8):
+                    return (f"{key} {stats[key]:.3g} is over {self.factor:g}x its median {median:.3g} over the "
+                            f"last {len(past)} steps (--divergence_factor)")
+        for key, past in self.history.items():
+            past.append(stats[key])
+            del past[:-self.window]
+        return None

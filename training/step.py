@@ -201,8 +201,8 @@ class TrainingStep:
         if bad:
             raise NonFiniteLossError(
                 f"non-finite {' and '.join(bad)} at step {self.step} "
-                f"({', '.join(f'{n}={result[n]}' for n in names)}); training stopped, the last "
-                f"saved checkpoint is intact. Try a lower --lr / --lr_D or --amp off.")
+                f"({', '.join(f'{n}={result[n]}' for n in names)}); training stopped before saving these "
+                f"weights. Try a lower --lr / --lr_D or --amp off.")
         return result
 
     def generate(self, real_A: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

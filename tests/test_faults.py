@@ -1,0 +1,174 @@
+"""Bad input and faults end in one clear line, and nothing already written is lost."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from data.obj import ObjFormatError, encode_image, read_obj, write_obj
+from model import TrainConfig, load_generator, save_checkpoint
+from model.checkpoint import CheckpointError, available_steps, checkpoint_files, resolve_step
+from training.step import TrainingStep
+from utils.errors import UserError
+
+
+def _trainer(bundled_font_data, exp, **run):
+    from model import ModelConfig
+    from training.config import DeviceConfig, RunConfig, Settings
+    from training.loop import Trainer, experiment_paths
+    settings = Settings(ModelConfig(embedding_num=2, embedding_dim=16, ngf=8, ndf=8, image_size=32),
+                        TrainConfig(**run.pop("train", {})),
+                        RunConfig(batch_size=8, log_steps=5, sample_steps=1000, **run), DeviceConfig(device="cpu"))
+    torch.manual_seed(0)
+    model = TrainingStep(settings.model, settings.train, "cpu")
+    return Trainer(model, settings, experiment_paths(exp, str(bundled_font_data)))
+
+
+def test_unwritable_checkpoint_folder_fails_before_the_first_step(bundled_font_data, tmp_path):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "checkpoint").write_text("a file where the folder should be")
+    trainer = _trainer(bundled_font_data, exp, max_steps=5)
+    with pytest.raises(UserError, match=r"cannot write to .*checkpoint"):
+        trainer.run()
+    assert trainer.model.step == 0
+
+
+def test_failed_save_keeps_earlier_checkpoints_and_leaves_no_temp_file(bundled_font_data, tmp_path, monkeypatch):
+    exp = tmp_path / "exp"
+    trainer = _trainer(bundled_font_data, exp, max_steps=9, checkpoint_steps=3)
+    real_save = torch.save
+
+    def disk_full_at_step_6(obj, f, *args, **kwargs):
+        if trainer.model.step == 6:
+            f.write(b"partial")
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+    monkeypatch.setattr(torch, "save", disk_full_at_step_6)
+    with pytest.raises(UserError, match=r"could not save checkpoint step 6 in .*\(No space left on device\); "
+                                        r"the last good checkpoint is step 3 \(3 steps ago\)"):
+        trainer.run()
+    ckpt = exp / "checkpoint"
+    assert available_steps(ckpt, complete=True) == [3] and not list(ckpt.glob("*.tmp"))
+    load_generator(ckpt, 3)  # still loads
+
+
+def test_latest_skips_a_damaged_newest_checkpoint(tmp_path, tiny_config, capsys):
+    model = TrainingStep(tiny_config(), TrainConfig())
+    for step in (1, 2):
+        model.step = step
+        save_checkpoint(model, tmp_path)
+    g2 = checkpoint_files(tmp_path, 2)["G"]
+    g2.write_bytes(g2.read_bytes()[:2000])   # a copy cut short
+    assert resolve_step(tmp_path, "latest") == 1
+    assert "skipping checkpoint step 2" in capsys.readouterr().err
+    assert load_generator(tmp_path, "latest")[2] == 1
+    with pytest.raises(CheckpointError) as err:
+        load_generator(tmp_path, 2)
+    assert str(g2) in str(err.value) and "weights_only" not in str(err.value)
+
+
+def test_checkpoint_with_non_tensors_names_file_and_key(tmp_path, tiny_config):
+    from model import build_generator
+    state = build_generator(tiny_config()).state_dict()
+    state["model.down.0.weight"] = [1, 2, 3]
+    torch.save(state, tmp_path / "1_net_G.pth")
+    with pytest.raises(CheckpointError, match=r"1_net_G.pth: key 'model.down.0.weight' holds a list, not a tensor"):
+        load_generator(tmp_path, 1)
+
+
+def test_pickled_code_in_a_state_file_is_refused(tmp_path, tiny_config):
+    from model.checkpoint import read_training_state
+    model = TrainingStep(tiny_config(), TrainConfig())
+    save_checkpoint(model, tmp_path)
+    checkpoint_files(tmp_path, 0)["state"].write_bytes(pickle.dumps(os.getcwd))
+    with pytest.raises(CheckpointError, match="refused because loading them could run code"):
+        read_training_state(tmp_path, 0)
+
+
+def test_label_beyond_any_embedding_is_named_with_its_record(tmp_path):
+    from PIL import Image
+    pair = encode_image(Image.new("L", (64, 32), 255), "PNG")
+    write_obj(tmp_path / "bad.obj", [(0, pair), (10**30, pair)])
+    with pytest.raises(ObjFormatError, match=r"bad.obj: record 1: label 1000000000000000000000000000000 is out "
+                                             r"of range"):
+        read_obj(tmp_path / "bad.obj")
+
+
+def test_finite_loss_explosion_stops_before_saving(bundled_font_data, tmp_path):
+    from training.loop import RunDiverged
+    from training.step import NonFiniteLossError
+    exp = tmp_path / "exp"
+    trainer = _trainer(bundled_font_data, exp, max_steps=200, checkpoint_steps=1000, train={"lr": 1e6})
+    with pytest.raises((RunDiverged, NonFiniteLossError), match="without saving these weights|before saving"):
+        trainer.run()
+    assert not available_steps(exp / "checkpoint")   # no garbage weights written
+
+
+def test_divergence_guard_rule():
+    from training.stats import DivergenceGuard
+    guard = DivergenceGuard(factor=1000, window=100, warmup=20)
+    for i in range(30):
+        assert guard.check({"d_loss": 1.0 + 0.5 * (i % 2), "g_loss": 30.0 + i}) is None
+    assert guard.check({"d_loss": 8.0, "g_loss": 300.0}) is None          # a spike, not a divergence
+    message = guard.check({"d_loss": 1.2, "g_loss": 5e7})
+    assert message and message.startswith("g_loss 5e+07 is over 1000x its median")
+    fresh = DivergenceGuard(factor=1000)          # no history yet: the absolute limit still holds
+    assert fresh.check({"d_loss": 2.0, "g_loss": 2.4e27}).startswith("g_loss 2.4e+27 is over 1e+08")
+    assert DivergenceGuard(factor=0).check({"d_loss": 1e30, "g_loss": 1e30}) is None   # off
+
+
+def test_font2img_errors_leave_nothing_behind(tmp_path, repo_root, monkeypatch):
+    sys.path.insert(0, str(repo_root))
+    import font2img
+    from fontkit import make_font
+    src = make_font(tmp_path / "a.ttf", {"A": [(100, 100, 900, 900)]})
+    dst = make_font(tmp_path / "b.ttf", {"B": [(100, 100, 900, 900)]})
+    charset = tmp_path / "chars.txt"
+    charset.write_text("AB")
+    with pytest.raises(UserError, match="no pair was written"):
+        font2img.main(["--src_font", str(src), "--dst_font", str(dst), "--charset", str(charset),
+                       "--sample_dir", str(tmp_path / "pairs"), "--canvas_size", "32", "--char_size", "32"])
+    assert not (tmp_path / "pairs").exists()
+    for bad in (tmp_path / "missing.ttf", charset):
+        with pytest.raises(UserError, match=f"--list_faces {bad}"):
+            font2img.main(["--list_faces", str(bad)])
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_continues_bit_identically(bundled_font_data, tmp_path, repo_root):
+    common = ["--data_dir", bundled_font_data, "--image_size", 32, "--ngf", 8, "--ndf", 8, "--embedding_num", 2,
+              "--batch_size", 8, "--checkpoint_steps", 4, "--log_steps", 1, "--device", "cpu", "--no_augment"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+    def train(exp, *args):
+        return subprocess.run([sys.executable, str(repo_root / "train.py"), "--experiment_dir", str(exp),
+                               *map(str, common), *map(str, args)], cwd=repo_root, env=env, capture_output=True,
+                              text=True, timeout=600)
+    assert train(tmp_path / "straight", "--max_steps", 12).returncode == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(repo_root / "train.py"), "--experiment_dir", str(killed),
+                             *map(str, common), "--max_steps", "1000"], cwd=repo_root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = killed / "logs" / "train.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 6):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps_done = log.read_text().count("\n")
+    saved = available_steps(killed / "checkpoint", complete=True)
+    assert saved and steps_done - saved[-1] <= 4                 # at most --checkpoint_steps lost
+    result = train(killed, "--resume", "latest", "--max_steps", 12)
+    assert result.returncode == 0, result.stderr
+    for name in ("G", "D"):
+        a = torch.load(tmp_path / "straight" / "checkpoint" / f"12_net_{name}.pth", weights_only=True)
+        b = torch.load(killed / "checkpoint" / f"12_net_{name}.pth", weights_only=True)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 13))
