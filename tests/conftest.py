@@ -49,6 +49,23 @@ def _tiny_batches(n: int, batch: int = 4, size: int = 32, embedding_num: int = 4
     return out
 
 
+def _run_script(name, *args, check=True):
+    """Run one of the project's scripts as a user does; a failure shows its output."""
+    import subprocess
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, str(ROOT / name), *map(str, args)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def run_script():
+    """Factory: run_script("train.py", *args, check=True) -> CompletedProcess."""
+    return _run_script
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
     """Factory: a small ModelConfig (32 px, ngf = ndf = 8) with any field overridden."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data.augment import AugmentDraw, augment_float, augment_pair, augment_params, augment_uint8
+from data.augment import AugmentDraw, augment_float, augment_params, augment_uint8
 from data.dataset import DatasetFromObj, split_pair
 from data.loader import BatchIterator, PairBank, to_model_input
 from model import TrainConfig

@@ -19,13 +19,6 @@ TARGETS = [FONTS / "NotoSerifSC-Subset.otf", FONTS / "WenKai-Subset.ttf"]
 CHARS = "永和九年岁在癸丑暮春之初会于稽山阴兰亭"
 
 
-def script(name, *args, check=True):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
-    result = subprocess.run([sys.executable, str(ROOT / name), *map(str, args)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def one_line_error(result, pattern):
@@ -38,14 +31,14 @@ def one_line_error(result, pattern):
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
+def experiment(tmp_path_factory, run_script):
     root = tmp_path_factory.mktemp("exp")
     charset = root / "chars.txt"
     charset.write_text(CHARS, encoding="utf-8")
     for label, target in enumerate(TARGETS):
-        script("font2img.py", "--src_font", SRC, "--dst_font", target, "--charset", charset,
+        run_script("font2img.py", "--src_font", SRC, "--dst_font", target, "--charset", charset,
                "--label", label, "--canvas_size", 32, "--char_size", 32, "--sample_dir", root / "pairs")
-    script("package.py", "--dir", root / "pairs", "--save_dir", root / "data", "--split_ratio", 0.2,
+    run_script("package.py", "--dir", root / "pairs", "--save_dir", root / "data", "--split_ratio", 0.2,
            "--split_by", "char")
     return root
 
@@ -58,14 +51,14 @@ def test_font2img_and_package_outputs(experiment):
     assert split["train"] == {"0": 15, "1": 15} and split["val"] == {"0": 4, "1": 4}
 
 
-def test_train_resume_infer_end_to_end(experiment):
+def test_train_resume_infer_end_to_end(experiment, run_script):
     common = ["--experiment_dir", experiment, "--image_size", 32, "--ngf", 8, "--ndf", 8,
               "--embedding_num", 2, "--embedding_dim", 16, "--batch_size", 4, "--sample_steps", 2,
               "--checkpoint_steps", 2, "--log_steps", 1, "--device", "cpu"]
-    script("train.py", *common, "--sn-generator", "--sn-discriminator", "--max_steps", 4)
+    run_script("train.py", *common, "--sn-generator", "--sn-discriminator", "--max_steps", 4)
     ckpt = experiment / "checkpoint"
     assert sorted(p.name for p in ckpt.glob("*_net_G.pth")) == ["2_net_G.pth", "4_net_G.pth"]
-    result = script("train.py", "--experiment_dir", experiment, "--resume", "latest", "--max_steps", 6,
+    result = run_script("train.py", "--experiment_dir", experiment, "--resume", "latest", "--max_steps", 6,
                     "--lr_D", 0.003, "--device", "cpu")
     assert "resuming step 4" in result.stdout and "--lr_D None -> 0.003" in result.stdout
     assert (ckpt / "6_net_G.pth").exists() and (ckpt / "6_state.pth").exists()
@@ -98,7 +91,7 @@ def test_train_resume_infer_end_to_end(experiment):
         assert layers and all(f"{n}.weight_orig" in keys and f"{n}.weight_u" in keys for n in layers)
 
     out = experiment / "infer_out"
-    result = script("infer.py", "--experiment_dir", experiment, "--src_font", SRC, "--src_txt", "永和 九年國",
+    result = run_script("infer.py", "--experiment_dir", experiment, "--src_font", SRC, "--src_txt", "永和 九年國",
                     "--labels", "0,1", "--save_dir", out, "--device", "cpu")
     assert "lacks: 國" in result.stdout
     for label in (0, 1):
@@ -108,12 +101,12 @@ def test_train_resume_infer_end_to_end(experiment):
         assert Image.open(out / str(label) / "U+6C38_永.png").size == (32, 32)
         assert (out / f"style_{label}.png").exists()
     obj_out = experiment / "infer_obj"
-    script("infer.py", "--experiment_dir", experiment, "--obj_path", experiment / "data" / "val.obj",
+    run_script("infer.py", "--experiment_dir", experiment, "--obj_path", experiment / "data" / "val.obj",
            "--save_dir", obj_out, "--device", "cpu")
     assert len(list((obj_out / "0").glob("*.png"))) == 4
 
     # the SN run exported as plain weights (G and D) loads strictly in plain networks, same outputs
-    script("infer.py", "--experiment_dir", experiment, "--export_plain", experiment / "plain")
+    run_script("infer.py", "--experiment_dir", experiment, "--export_plain", experiment / "plain")
     plain_config = ModelConfig(**{**cfg.to_dict(), "sn_generator": False, "sn_discriminator": False})
     plain_G, plain_D = build_generator(plain_config).eval(), build_discriminator(plain_config).eval()
     plain_G.load_state_dict(torch.load(experiment / "plain" / "6_net_G.pth", weights_only=True))
@@ -130,40 +123,40 @@ def test_train_resume_infer_end_to_end(experiment):
         assert torch.allclose(plain_D(pair)[0], sn_D(pair)[0], atol=1e-5)
 
     # a fresh start over existing checkpoints is refused; a contradicting flag on resume too
-    one_line_error(script("train.py", *common, "--max_steps", 2, check=False), "already holds checkpoints")
-    one_line_error(script("train.py", "--experiment_dir", experiment, "--resume", "latest", "--ngf", 16,
+    one_line_error(run_script("train.py", *common, "--max_steps", 2, check=False), "already holds checkpoints")
+    one_line_error(run_script("train.py", "--experiment_dir", experiment, "--resume", "latest", "--ngf", 16,
                           "--device", "cpu", check=False), "--ngf 16 contradicts")
 
 
-def test_script_errors_are_one_line(experiment, tmp_path):
-    one_line_error(script("font2img.py", "--src_font", tmp_path / "missing.ttf", "--dst_font", SRC,
+def test_script_errors_are_one_line(experiment, tmp_path, run_script):
+    one_line_error(run_script("font2img.py", "--src_font", tmp_path / "missing.ttf", "--dst_font", SRC,
                           "--sample_dir", tmp_path / "p", check=False), "--src_font .*missing.ttf")
-    one_line_error(script("train.py", "--experiment_dir", tmp_path / "none", "--device", "cpu", check=False),
+    one_line_error(run_script("train.py", "--experiment_dir", tmp_path / "none", "--device", "cpu", check=False),
                    "train.obj does not exist")
-    one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
+    one_line_error(run_script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
                           "--image_size", 32, "--embedding_num", 1, "--device", "cpu", check=False),
                    "train.obj has style label 1, outside 0..0: .*raise --embedding_num")
-    one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
+    one_line_error(run_script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
                           "--device", "cpu", check=False), "32px glyphs but the model works on 256px; pass --image_size 32")
-    one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
+    one_line_error(run_script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
                           "--image_size", 100, "--device", "cpu", check=False), "--image_size must be a power of two")
-    one_line_error(script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
+    one_line_error(run_script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
                           "--image_size", 32, "--fine_tune", "7", "--device", "cpu", check=False),
                    "no record has a label in \\[7\\]")
     bad = tmp_path / "bad"
     bad.mkdir()
     data = (experiment / "data" / "train.obj").read_bytes()
     (bad / "train.obj").write_bytes(data[: len(data) // 2])
-    one_line_error(script("train.py", "--experiment_dir", tmp_path / "e2", "--data_dir", bad,
+    one_line_error(run_script("train.py", "--experiment_dir", tmp_path / "e2", "--data_dir", bad,
                           "--image_size", 32, "--device", "cpu", check=False), "train.obj: record \\d+ is truncated")
-    one_line_error(script("infer.py", "--experiment_dir", tmp_path / "nothing", "--src_txt", "永",
+    one_line_error(run_script("infer.py", "--experiment_dir", tmp_path / "nothing", "--src_txt", "永",
                           "--src_font", SRC, "--label", 0, "--device", "cpu", check=False), "no checkpoint")
-    one_line_error(script("package.py", "--dir", tmp_path, "--save_dir", tmp_path / "d", check=False),
+    one_line_error(run_script("package.py", "--dir", tmp_path, "--save_dir", tmp_path / "d", check=False),
                    "no paired images")
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_ctrl_c_and_sigterm_save_a_consistent_checkpoint(experiment, tmp_path, sig):
+def test_ctrl_c_and_sigterm_save_a_consistent_checkpoint(experiment, tmp_path, sig, run_script):
     import signal
     import time
     exp = tmp_path / "interrupted"
@@ -186,14 +179,14 @@ def test_ctrl_c_and_sigterm_save_a_consistent_checkpoint(experiment, tmp_path, s
     state = torch.load(exp / "checkpoint" / f"{steps[0]}_state.pth", weights_only=True)
     batches_per_epoch = 30 // 4   # 30 training pairs, batch 4, the last short batch dropped
     assert state["epoch"] * batches_per_epoch + state["batches_done_in_epoch"] == state["step"]
-    resumed = script("train.py", "--experiment_dir", exp, "--resume", "latest", "--max_steps", steps[0] + 1,
+    resumed = run_script("train.py", "--experiment_dir", exp, "--resume", "latest", "--max_steps", steps[0] + 1,
                      "--device", "cpu")
     assert f"resuming step {steps[0]}" in resumed.stdout
 
 
-def test_bench_writes_its_numbers(tmp_path):
+def test_bench_writes_its_numbers(tmp_path, run_script):
     out = tmp_path / "bench.json"
-    script("bench.py", "--device", "cpu", "--quick", "--steps", 1, "--skip", "pipeline", "data", "--out", out)
+    run_script("bench.py", "--device", "cpu", "--quick", "--steps", 1, "--skip", "pipeline", "data", "--out", out)
     results = json.loads(out.read_text())
     assert results["machine"]["device"] == "cpu" and results["machine"]["cpu_cores"] >= 1
     assert set(results["train"]) == {"small SN off", "small SN D", "small SN G+D"}
@@ -202,9 +195,9 @@ def test_bench_writes_its_numbers(tmp_path):
     assert all(v > 0 for v in results["inference_chars_per_s"].values())
 
 
-def test_train_options_take_effect(experiment, tmp_path):
+def test_train_options_take_effect(experiment, tmp_path, run_script):
     exp = tmp_path / "options"
-    script("train.py", "--experiment_dir", exp, "--data_dir", experiment / "data", "--image_size", 32,
+    run_script("train.py", "--experiment_dir", exp, "--data_dir", experiment / "data", "--image_size", 32,
            "--ngf", 8, "--ndf", 8, "--embedding_num", 2, "--batch_size", 4, "--max_steps", 2, "--loader", "pil",
            "--flip_labels", "--freeze_encoder", "--fine_tune", "1", "--inst_norm", "--lr_D", "0.004",
            "--g_steps", 1, "--amp", "bf16", "--channels_last", "--rotate", "--blur", "--bold", "--device", "cpu")
@@ -219,6 +212,6 @@ def test_train_options_take_effect(experiment, tmp_path):
     assert log["lr_D"] == 0.004 and log["lr_G"] == 0.001
     state = torch.load(exp / "checkpoint" / "2_state.pth", weights_only=True)
     assert int(next(iter(state["optimizer_G"]["state"].values()))["step"]) == 2  # g_steps 1, 2 steps
-    one_line_error(script("train.py", "--experiment_dir", tmp_path / "x", "--data_dir", experiment / "data",
+    one_line_error(run_script("train.py", "--experiment_dir", tmp_path / "x", "--data_dir", experiment / "data",
                           "--inst_norm", "--norm", "batch", "--device", "cpu", check=False),
                    "--inst_norm contradicts --norm batch")

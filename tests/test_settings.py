@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from model import ModelConfig, TrainConfig
 from training.config import DeviceConfig, RunConfig, build_parser, resolve_settings

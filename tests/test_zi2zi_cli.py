@@ -1,9 +1,5 @@
 """zi2zi-pytorch's commands, checkpoints and outputs work here as they are."""
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,42 +12,35 @@ ROOT = Path(__file__).resolve().parents[1]
 FONTS = ROOT / "fonts"
 
 
-def run(script, *args, check=True):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
-    result = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
-def test_zi2zi_pytorch_readme_commands_run_as_they_are(tmp_path):
+def test_zi2zi_pytorch_readme_commands_run_as_they_are(tmp_path, run_script):
     """Its README's commands, with only paths and sizes changed (and --gpu_ids only where CUDA exists)."""
     charset = tmp_path / "charset.txt"
     charset.write_text((FONTS / "charset_demo.txt").read_text(encoding="utf-8")[:60], encoding="utf-8")
     for label, dst in enumerate(["NotoSerifSC-Subset.otf", "WenKai-Subset.ttf"]):
-        run("font2img.py", f"--src_font={FONTS / 'NotoSansSC-Subset.otf'}", f"--dst_font={FONTS / dst}",
+        run_script("font2img.py", f"--src_font={FONTS / 'NotoSansSC-Subset.otf'}", f"--dst_font={FONTS / dst}",
             f"--charset={charset}", "--sample_count=40", f"--sample_dir={tmp_path / 'dir'}", f"--label={label}",
             "--filter", "--shuffle", "--mode=font2font", "--canvas_size=32", "--char_size=32")
-    run("package.py", f"--dir={tmp_path / 'dir'}", f"--save_dir={tmp_path / 'experiment' / 'data'}",
+    run_script("package.py", f"--dir={tmp_path / 'dir'}", f"--save_dir={tmp_path / 'experiment' / 'data'}",
         "--split_ratio=0.1")
     gpu = ["--gpu_ids=cuda:0"] if torch.cuda.is_available() else []
-    run("train.py", f"--experiment_dir={tmp_path / 'experiment'}", *gpu, "--batch_size=8", "--epoch=1",
+    run_script("train.py", f"--experiment_dir={tmp_path / 'experiment'}", *gpu, "--batch_size=8", "--epoch=1",
         "--sample_steps=5", "--checkpoint_steps=5", "--image_size=32")
     step = max(int(p.name.split("_")[0]) for p in (tmp_path / "experiment" / "checkpoint").glob("*_net_G.pth"))
     gpu = ["--gpu_ids", "cuda:0"] if torch.cuda.is_available() else []
     exp = tmp_path / "experiment"
-    run("infer.py", "--experiment_dir", exp, "--batch_size", 32, *gpu, "--resume", step, "--obj_path",
+    run_script("infer.py", "--experiment_dir", exp, "--batch_size", 32, *gpu, "--resume", step, "--obj_path",
         exp / "data" / "val.obj", "--layout", "zi2zi")
     assert Image.open(exp / "infer" / "0" / "0.png").size == (64, 32)   # generated | target, as zi2zi
-    run("infer.py", "--experiment_dir", exp, *gpu, "--batch_size", 32, "--resume", step, "--from_txt",
+    run_script("infer.py", "--experiment_dir", exp, *gpu, "--batch_size", 32, "--resume", step, "--from_txt",
         "--src_font", FONTS / "NotoSansSC-Subset.otf", "--src_txt", "大威天龙大罗法咒世尊地藏波若诸佛", "--label", 3)
-    run("infer.py", "--experiment_dir", exp, *gpu, "--batch_size", 32, "--resume", step, "--from_txt",
+    run_script("infer.py", "--experiment_dir", exp, *gpu, "--batch_size", 32, "--resume", step, "--from_txt",
         "--src_font", FONTS / "NotoSansSC-Subset.otf", "--src_txt", "大威天龙大罗法咒世尊地藏波若诸佛", "--run_all_label",
         "--layout", "zi2zi", "--type_file", _type_file(tmp_path, 40))
     assert (exp / "infer" / "infer_style39_construct.png").exists() and (exp / "infer" / "39" / "0.png").exists()
     if not torch.cuda.is_available():
-        result = run("train.py", f"--experiment_dir={tmp_path / 'experiment2'}", "--gpu_ids=cuda:0",
+        result = run_script("train.py", f"--experiment_dir={tmp_path / 'experiment2'}", "--gpu_ids=cuda:0",
                      "--image_size=32", f"--data_dir={exp / 'data'}", check=False)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode == 2 and "Traceback" not in result.stderr and len(errors) == 1
@@ -77,7 +66,7 @@ def zi2zi_checkpoint(tmp_path, reference_dir):
     return tmp_path / "pretrained"
 
 
-def test_zi2zi_checkpoint_is_fine_tuned_by_resume(zi2zi_checkpoint, reference_dir):
+def test_zi2zi_checkpoint_is_fine_tuned_by_resume(zi2zi_checkpoint, reference_dir, run_script):
     from training.config import resolve_settings, build_parser
     from training.start import apply_start, find_start
     from training.step import TrainingStep
@@ -91,17 +80,18 @@ def test_zi2zi_checkpoint_is_fine_tuned_by_resume(zi2zi_checkpoint, reference_di
     assert model.step == 100
     fake = model.generate(ref["x"], ref["labels"])   # the first step's G, before any update
     assert torch.allclose(fake, ref["fake_B"], atol=1e-5)
-    result = run("train.py", "--experiment_dir", zi2zi_checkpoint, "--resume", 100, "--max_steps", 102,
+    result = run_script("train.py", "--experiment_dir", zi2zi_checkpoint, "--resume", 100, "--max_steps", 102,
                  "--batch_size", 8, "--device", "cpu")
     assert "fine-tuning from step 100" in result.stdout and "not restored: optimiser state" in result.stdout
     state = torch.load(zi2zi_checkpoint / "checkpoint" / "102_state.pth", weights_only=True)
     assert state["step"] == 102 and state["model_config"]["embedding_num"] == 4
 
 
-def test_init_from_starts_a_new_experiment_and_grows_the_labels(zi2zi_checkpoint, tmp_path, reference_dir):
+def test_init_from_starts_a_new_experiment_and_grows_the_labels(zi2zi_checkpoint, tmp_path, reference_dir,
+                                                                 run_script):
     from model import load_generator
     new = tmp_path / "new"
-    result = run("train.py", "--experiment_dir", new, "--data_dir", zi2zi_checkpoint / "data", "--init_from",
+    result = run_script("train.py", "--experiment_dir", new, "--data_dir", zi2zi_checkpoint / "data", "--init_from",
                  f"{zi2zi_checkpoint}:100", "--embedding_num", 6, "--max_steps", 1, "--batch_size", 8,
                  "--device", "cpu")
     assert "labels 4..5 are new" in result.stdout and "category head" in result.stdout
@@ -110,6 +100,6 @@ def test_init_from_starts_a_new_experiment_and_grows_the_labels(zi2zi_checkpoint
     ref_G = torch.load(reference_dir / "zi2zi_pytorch_ref_net_G.pth", weights_only=True)
     # one Adam step moves every row a little (at most lr per element); the old rows are still the old ones
     assert (netG.embedder.weight[:4] - ref_G["embedder.weight"]).abs().max() < 0.01
-    result = run("train.py", "--experiment_dir", tmp_path / "shrink", "--data_dir", zi2zi_checkpoint / "data",
+    result = run_script("train.py", "--experiment_dir", tmp_path / "shrink", "--data_dir", zi2zi_checkpoint / "data",
                  "--init_from", f"{zi2zi_checkpoint}:100", "--embedding_num", 2, "--device", "cpu", check=False)
     assert result.returncode == 2 and "can only grow" in result.stderr

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from utils.logs import JsonlLogger, plot_training_log, read_jsonl, truncate_after_step
 
 
@@ -119,7 +121,7 @@ class CollapseWatch:
                 f"too high for D; try --norm_G batch, --sn-discriminator with --norm_D none, or a lower --lr_D")
 
 
-def ink_share(images: "torch.Tensor") -> float:
+def ink_share(images: torch.Tensor) -> float:
     """Share of dark (ink) pixels in images in [-1, 1], ink black."""
     return (images < 0).float().mean().item()
 
