@@ -29,6 +29,10 @@ STABILITY_LABELS = {"d_loss_spikes": "D loss spikes", "g_loss_spikes": "G loss s
                     "sigma_G_last": "largest sigma(W) of G, last", "sigma_D_last": "largest sigma(W) of D, last"}
 
 
+MAX_STYLE_GRIDS = 12   # per-style grids in the report (the first labels of a larger set)
+STYLE_GRID_COUNT = 6   # characters in each
+
+
 def fmt(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -48,9 +52,14 @@ def _finite(value):
     return value
 
 
-def comparison_grid(report: Comparison, evalset, path: Path, count: int = 12, seed: int = 0) -> Path:
-    """source | target | run A | run B ... for a fixed, label-balanced sample."""
-    picked = label_balanced(evalset.labels.tolist(), count, seed)
+def comparison_grid(report: Comparison, evalset, path: Path, count: int = 12, seed: int = 0,
+                    label: int | None = None) -> Path:
+    """source | target | run A | run B ... for a fixed, label-balanced sample (of one style with `label`)."""
+    labels = evalset.labels.tolist()
+    if label is None:
+        picked = label_balanced(labels, count, seed)
+    else:
+        picked = [i for i in label_balanced(labels, len(labels), seed) if labels[i] == label][:count]
     columns = [evalset.sources[picked], evalset.targets[picked]] + [r.evaluated.fake[picked] for r in report.runs]
     grid = grid_image(columns, rows_per_block=len(picked), pad=2)
     header = 16
@@ -94,9 +103,24 @@ def _per_run_table(report: Comparison, first: str, measures: dict[str, str], val
                   [[label] + [values(r, key) for r in report.runs] for key, label in measures.items()])
 
 
+def verdict_summary(report: Comparison) -> list[str]:
+    """One sentence per metric: how every other run compares with the first."""
+    base, others = report.runs[0], report.runs[1:]
+    sentences = []
+    for metric, label in METRIC_LABELS.items():
+        parts = []
+        for r in others:
+            d = r.versus_first[metric]
+            parts.append(f"{r.name}: {d.verdict} ({fmt(d.mean)} [{fmt(d.low)}, {fmt(d.high)}])")
+        sentences.append(f"- **{label}**, against {base.name}: " + "; ".join(parts) + ".")
+    collapsed = [r.name for r in report.runs if r.collapsed]
+    sentences.append(f"- **Mode collapse**: {', '.join(collapsed) + ' collapsed' if collapsed else 'no run collapsed'}.")
+    return sentences
+
+
 def _markdown(report: Comparison, images: dict[str, str]) -> str:
     runs = report.runs
-    lines = ["# Comparison of zi2zi runs", "",
+    lines = ["# Comparison of zi2zi runs", "", *verdict_summary(report), "",
              f"Evaluation set: {report.eval_set}, labels {report.labels}. Eval mode, seed {report.seed}; "
              f"differences are run minus **{runs[0].name}** with a paired bootstrap 95% interval.", ""]
     lines += _table(["run", "experiment", "step", "SN on G", "SN on D", "collapsed"],
@@ -147,6 +171,9 @@ def write_report(report: Comparison, evalset, out_dir: str | Path, grid_count: i
     out_dir.mkdir(parents=True, exist_ok=True)
     images = {"Side by side (source | target | runs)": comparison_grid(report, evalset, out_dir / "comparison_grid.png",
                                                                        grid_count, report.seed)}
+    for label in report.labels[:MAX_STYLE_GRIDS]:
+        images[f"Style {label} (source | target | runs)"] = comparison_grid(
+            report, evalset, out_dir / f"grid_style_{label}.png", STYLE_GRID_COUNT, report.seed, label)
     curve_path = curves(report, out_dir / "curves.png")
     if curve_path is not None:
         images["Training curves and metrics over checkpoints"] = curve_path

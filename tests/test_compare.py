@@ -1,5 +1,6 @@
 """compare.py's numbers can be trusted: metrics, bootstrap verdicts, collapse flags, the report."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -187,3 +188,58 @@ def test_eval_set_rendered_from_fonts_and_cli_errors(tmp_path, repo_root, tiny_c
     assert result.returncode == 2 and "--dst_font expects LABEL=FONT" in result.stderr
     result = cli()
     assert result.returncode == 2 and "give the evaluation set as --val_obj" in result.stderr
+
+
+CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(name)), None)
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+# Run in the page once it has loaded: what a reader's browser made of the report.
+PROBE = """<script>window.addEventListener('load', () => {
+  const images = [...document.images];
+  document.body.setAttribute('data-probe', JSON.stringify({
+    images: images.length, loaded: images.filter(i => i.complete && i.naturalWidth > 0).length,
+    alts: images.map(i => i.alt), text: document.body.innerText,
+    scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth}));
+});</script>"""
+
+
+def _in_browser(html_path, tmp_path, width, height):
+    import html
+    import re
+    import subprocess
+    probe = tmp_path / f"probe_{width}.html"
+    probe.write_text(html_path.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    result = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                             f"--window-size={width},{height}", "--virtual-time-budget=10000", "--dump-dom",
+                             probe.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-probe="([^"]*)"', result.stdout)
+    assert found, result.stderr[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's chromium); "
+                                             "the report's browser check cannot run here")
+def test_report_as_a_reader_sees_it_in_a_real_browser(tmp_path, tiny_config):
+    import subprocess
+    runs = [RunSpec(name, _experiment(tmp_path / name, tiny_config, seed=i)) for i, name in enumerate("ABC")]
+    evalset = eval_set_from_obj(_val_obj(tmp_path / "val.obj"))
+    report = compare_runs(runs, evalset, "cpu", checkpoints=2, n_boot=200)
+    files = write_report(report, evalset, tmp_path / "report")
+    page = _in_browser(files["report.html"], tmp_path, 1200, 1600)
+    pictures = 1 + len(report.labels) + 1       # the grid, one per style, the curves
+    assert page["images"] == pictures and page["loaded"] == pictures
+    assert "Side by side source  target  runs" in page["alts"]
+    for markdown_syntax in ("![", "](", "|---", "**"):
+        assert markdown_syntax not in page["text"], markdown_syntax
+    first_line = page["text"].splitlines()[1:3]
+    assert any("against A: B:" in line for line in first_line)   # the verdicts come first
+    phone = _in_browser(files["report.html"], tmp_path, 390, 844)
+    assert phone["scrollWidth"] <= phone["innerWidth"] + 1   # tables scroll inside the page, not the page
+    shot = tmp_path / "top.png"
+    subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
+                    f"--screenshot={shot}", files["report.html"].as_uri()], capture_output=True, timeout=120)
+    from PIL import Image
+    assert Image.open(shot).size == (1200, 900)
