@@ -111,7 +111,8 @@ def verdict_summary(report: Comparison) -> list[str]:
         parts = []
         for r in others:
             d = r.versus_first[metric]
-            parts.append(f"{r.name}: {d.verdict} ({fmt(d.mean)} [{fmt(d.low)}, {fmt(d.high)}])")
+            outcome = {f"{r.name} better": "better", f"{base.name} better": "worse"}.get(d.verdict, d.verdict)
+            parts.append(f"{r.name} {outcome} ({fmt(d.mean, 3)} [{fmt(d.low, 3)}, {fmt(d.high, 3)}])")
         sentences.append(f"- **{label}**, against {base.name}: " + "; ".join(parts) + ".")
     collapsed = [r.name for r in report.runs if r.collapsed]
     sentences.append(f"- **Mode collapse**: {', '.join(collapsed) + ' collapsed' if collapsed else 'no run collapsed'}.")
