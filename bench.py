@@ -163,6 +163,19 @@ def bench_train(configs: dict[str, ModelConfig], device, batch: int, steps: int,
     return out
 
 
+def endless(epoch_batches):
+    """Batches of epoch 0, 1, 2, ... one after another: warm-up and timed steps may outrun one epoch."""
+    epoch = 0
+    while True:
+        empty = True
+        for batch in epoch_batches(epoch):
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the benchmark data has fewer pairs than one batch")
+        epoch += 1
+
+
 def bench_pipeline(config: ModelConfig, obj: Path, device, batch: int, steps: int, warmup: int, fast: bool,
                    amp: str, channels_last: bool) -> dict:
     """Whole training steps fed from an .obj: the baseline (zi2zi) path or the fast one."""
@@ -170,11 +183,11 @@ def bench_pipeline(config: ModelConfig, obj: Path, device, batch: int, steps: in
     model = TrainingStep(config, TrainConfig(), device, amp=amp, channels_last=channels_last)
     if fast:
         batches = BatchIterator(PairBank.from_obj(obj), batch, device, config.input_nc, augment=True, seed=0)
-        source = batches.epoch(0)
+        source = endless(batches.epoch)
     else:
         ds = DatasetFromObj(obj, config.input_nc, augment=True)
         loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0, drop_last=True)
-        source = ((l, s, t) for l, t, s in loader)
+        source = endless(lambda epoch: ((l, s, t) for l, t, s in loader))
 
     def step():
         labels, real_A, real_B = next(source)

@@ -10,14 +10,12 @@ from the checkpoint, and every other setting too unless given again.
 """
 from __future__ import annotations
 
-import torch
-
 from training.config import build_parser, resolve_settings
 from training.loop import Trainer, experiment_paths
 from training.start import find_start
 from training.step import TrainingStep
 from utils.cli import run
-from utils.device import resolve_device
+from utils.device import configure_backends, resolve_device
 from utils.rng import seed_everything
 
 
@@ -32,8 +30,7 @@ def main(argv=None):
     paths = experiment_paths(args.experiment_dir, settings.run.data_dir, args.checkpoint_dir)
     device = resolve_device(settings.device.device, settings.device.gpu_ids)
     seed_everything(settings.run.random_seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    configure_backends(device, settings.device.deterministic)
     model = TrainingStep(settings.model, settings.train, device, amp=settings.device.amp,
                          channels_last=settings.device.channels_last, compile=settings.device.compile)
     trainer = Trainer(model, settings, paths, start)

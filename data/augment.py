@@ -49,13 +49,11 @@ class AugmentDraw:
         position (s + j + 0.5) * w / nw - 0.5, an affine map; turning the crop 180
         degrees mirrors the output coordinates, which negates the linear part only.
         """
-        theta = torch.zeros(len(self.nw), 2, 3, device=self.nw.device)
-        theta[:, 0, 0] = w / self.nw
-        theta[:, 0, 2] = (w + 2 * self.sx) / self.nw - 1
-        theta[:, 1, 1] = h / self.nh
-        theta[:, 1, 2] = (h + 2 * self.sy) / self.nh - 1
-        theta[self.turn, :, :2] = -theta[self.turn, :, :2]
-        return theta
+        sign = torch.where(self.turn, -1.0, 1.0)   # no boolean indexing: no host sync on a GPU
+        zero = torch.zeros_like(self.nw)
+        row_x = torch.stack([sign * w / self.nw, zero, (w + 2 * self.sx) / self.nw - 1], 1)
+        row_y = torch.stack([zero, sign * h / self.nh, (h + 2 * self.sy) / self.nh - 1], 1)
+        return torch.stack([row_x, row_y], 1).float()
 
     def sample(self, i: int) -> tuple[int, int, int, int, bool, int]:
         """(nw, nh, sx, sy, turn, blur_index) of sample i as Python numbers."""

@@ -36,3 +36,42 @@ def test_fast_loader_batches_arrive_on_device(device, reference_dir):
     assert source.device.type == device.type and target.device.type == device.type
     assert source.shape == (4, 1, 256, 256) and labels.device.type == "cpu"   # labels stay on the host
     assert -1 <= source.min() and source.max() <= 1
+
+
+def test_deterministic_switches_the_backends_and_training_still_runs(device, tiny_config, tiny_batches):
+    from utils.device import configure_backends
+    try:
+        configure_backends(device, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.allow_tf32
+        torch.manual_seed(0)
+        runs = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            model = TrainingStep(tiny_config(sn_discriminator=True), TrainConfig(), device)
+            runs.append([model.train_step(*batch)["g_loss"] for batch in tiny_batches(2)])
+        assert runs[0] == runs[1]   # bit-identical
+        configure_backends(device, deterministic=False)
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.benchmark == (device.type == "cuda")
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def test_the_torch_floor_in_requirements_covers_the_apis_used(repo_root):
+    """torch.amp.GradScaler("cuda" | "cpu") exists from torch 2.3; requirements must not promise less."""
+    import re
+    line = next(l for l in (repo_root / "requirements.txt").read_text().splitlines() if l.startswith("torch"))
+    floor = tuple(int(x) for x in re.search(r">=\s*(\d+)\.(\d+)", line).groups())
+    assert floor >= (2, 3), line
+
+
+def test_benchmark_batches_run_past_one_epoch(reference_dir):
+    """bench.py's pipeline section draws warm-up + timed steps that can outrun one epoch of its data."""
+    import bench
+    batches = BatchIterator(PairBank.from_obj(reference_dir / SAMPLE), 16, "cpu", augment=False)
+    assert len(batches) == 1
+    source = bench.endless(batches.epoch)
+    assert all(next(source)[1].shape == (16, 1, 256, 256) for _ in range(13))   # 13 batches from a 1-batch epoch

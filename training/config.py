@@ -97,6 +97,7 @@ class DeviceConfig:
     amp: str = "off"
     channels_last: bool = False
     compile: bool = False
+    deterministic: bool = False        # bit-identical CUDA runs, at some speed
 
     def __post_init__(self):
         if self.loader not in LOADERS:
@@ -269,4 +270,6 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     flag(g, DeviceConfig, "amp", "mixed precision", choices=["off", "bf16", "fp16"])
     flag(g, DeviceConfig, "channels_last", "NHWC activations (faster on tensor cores)")
     flag(g, DeviceConfig, "compile", "torch.compile both networks")
+    flag(g, DeviceConfig, "deterministic", "no cuDNN autotuning, no TF32, deterministic algorithms: CUDA runs "
+         "and resumes are bit-identical (CPU runs always are)")
     return p

@@ -58,3 +58,24 @@ def autocast(device: torch.device, amp: str):
         raise UserError(f"--amp must be one of {', '.join(AMP_DTYPES)}; got {amp!r}")
     dtype = AMP_DTYPES[amp]
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def configure_backends(device: torch.device, deterministic: bool = False) -> None:
+    """Speed by default; `--deterministic` trades it for bit-identical runs and resumes on CUDA too.
+
+    Default on CUDA: cuDNN autotuning (benchmark) and TF32 convolutions, whose chosen
+    kernels and atomics make results differ in the last bits from run to run. With
+    `deterministic`: no autotuning, no TF32, and torch's deterministic algorithms only
+    (an op without one raises instead of silently varying). On the CPU runs are
+    bit-identical either way.
+    """
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # so libraries that use "the current device" use this one
+    if deterministic:
+        import os
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+        torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.allow_tf32 = not deterministic
+    torch.use_deterministic_algorithms(deterministic)
