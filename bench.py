@@ -215,8 +215,8 @@ def bench_infer(config: ModelConfig, device, batch: int, count: int, amp: str = 
             for start in range(0, count, batch):
                 forward(sources[start:start + batch].to(device), labels[start:start + batch].to(device))
     once()  # warm-up
-    times = timed(once, device, 2, 0)
-    return count / min(times)
+    times = timed(once, device, 3, 0)
+    return count / statistics.median(times)
 
 
 def check_equivalence(device, steps: int = 3) -> list[dict]:

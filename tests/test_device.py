@@ -75,3 +75,30 @@ def test_benchmark_batches_run_past_one_epoch(reference_dir):
     assert len(batches) == 1
     source = bench.endless(batches.epoch)
     assert all(next(source)[1].shape == (16, 1, 256, 256) for _ in range(13))   # 13 batches from a 1-batch epoch
+
+
+def test_bf16_falls_back_to_fp16_before_ampere(monkeypatch, capsys):
+    from utils.device import effective_amp
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    assert effective_amp(torch.device("cuda:0"), "bf16") == "fp16"
+    assert "Tesla T4" in capsys.readouterr().out
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert effective_amp(torch.device("cuda:0"), "bf16") == "bf16"
+    assert effective_amp(torch.device("cpu"), "bf16") == "bf16"
+
+
+def test_discriminator_input_keeps_the_runs_memory_format(tiny_config, tiny_batches):
+    model = TrainingStep(tiny_config(), TrainConfig(), "cpu", channels_last=True)
+    seen = []
+    model.netD.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    model.train_step(*tiny_batches(1)[0])
+    assert seen and all(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() for x in seen)
+
+
+def test_decoders_are_not_forked_after_cuda_starts(monkeypatch):
+    from data.loader import decoder_context
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert decoder_context().get_start_method() == "fork"
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert decoder_context().get_start_method() == "forkserver"

@@ -20,7 +20,7 @@ from model.inference import generate
 from model.losses import BinaryLoss, CategoryLoss
 from model.networks import build_discriminator, build_generator
 from model.spectral import reuse_spectral_norm, spectral_norm_layers
-from utils.device import AMP_DTYPES, autocast
+from utils.device import AMP_DTYPES, autocast, effective_amp
 from utils.errors import UserError
 from utils.rng import capture_rng_state, restore_rng_state
 
@@ -61,7 +61,7 @@ class TrainingStep:
         self.device = torch.device(device)
         if amp not in AMP_DTYPES:
             raise UserError(f"--amp must be one of {', '.join(AMP_DTYPES)}; got {amp!r}")
-        self.amp = amp
+        self.amp = effective_amp(self.device, amp)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         tc = self.train_config
         self.netG = build_generator(config).to(self.device, memory_format=self.memory_format)
@@ -71,8 +71,8 @@ class TrainingStep:
         self.D = torch.compile(self.netD) if compile else self.netD
         self.sn_layers_G = [m for _, m in spectral_norm_layers(self.netG)]
         self.sn_layers_D = [m for _, m in spectral_norm_layers(self.netD)]
-        self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
-        self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
+        self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
         self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=tc.discriminator_lr,
                                             betas=(tc.beta1, tc.beta2))
@@ -124,6 +124,14 @@ class TrainingStep:
             self.fake_flipped, _ = self.G(self.real_A, self.flipped_labels)
             self.encoded_fake_flipped = self.G(self.fake_flipped).view(batch, -1)
 
+    def pair(self, target: torch.Tensor) -> torch.Tensor:
+        """D's input: source and target on the channel axis, in the run's memory format.
+
+        The concatenation of two channels-last tensors comes out NCHW; converting here once
+        saves D's first convolution a layout conversion on every call.
+        """
+        return torch.cat([self.real_A, target], 1).contiguous(memory_format=self.memory_format)
+
     def _backward(self, losses, scaler: torch.amp.GradScaler, total: str) -> dict:
         """Compute `losses()` (D's spectral norms computed once for all its calls), backpropagate `total`."""
         with self.autocast(), reuse_spectral_norm(self.sn_layers_D):
@@ -136,13 +144,13 @@ class TrainingStep:
 
     def _loss_D(self) -> dict:
         tc = self.train_config
-        real_logits, real_category = self.D(torch.cat([self.real_A, self.real_B], 1))
-        fake_logits, fake_category = self.D(torch.cat([self.real_A, self.fake_B.detach()], 1))
+        real_logits, real_category = self.D(self.pair(self.real_B))
+        fake_logits, fake_category = self.D(self.pair(self.fake_B.detach()))
         category_loss = tc.Lcategory_penalty * (self.category_loss(real_category, self.labels)
                                                 + self.category_loss(fake_category, self.labels))
         d_loss = self.real_binary_loss(real_logits) + self.fake_binary_loss(fake_logits) + category_loss / 2
         if tc.flip_labels:
-            flip_logits, flip_category = self.D(torch.cat([self.real_A, self.fake_flipped.detach()], 1))
+            flip_logits, flip_category = self.D(self.pair(self.fake_flipped.detach()))
             d_loss = (d_loss + self.fake_binary_loss(flip_logits)
                       + tc.Lcategory_penalty * self.category_loss(flip_category, self.flipped_labels) / 2)
         return {"d_loss": d_loss, "category_loss": category_loss,
@@ -154,14 +162,14 @@ class TrainingStep:
 
     def _loss_G(self) -> dict:
         tc = self.train_config
-        fake_logits, fake_category = self.D(torch.cat([self.real_A, self.fake_B], 1))
+        fake_logits, fake_category = self.D(self.pair(self.fake_B))
         const_loss = tc.Lconst_penalty * F.mse_loss(self.encoded_real_A, self.encoded_fake_B)
         l1_loss = tc.L1_penalty * F.l1_loss(self.fake_B, self.real_B)
         fake_category_loss = tc.Lcategory_penalty * self.category_loss(fake_category, self.labels)
         cheat_loss = self.real_binary_loss(fake_logits)
         g_loss = cheat_loss + l1_loss + fake_category_loss + const_loss
         if tc.flip_labels:
-            flip_logits, flip_category = self.D(torch.cat([self.real_A, self.fake_flipped], 1))
+            flip_logits, flip_category = self.D(self.pair(self.fake_flipped))
             g_loss = (g_loss + self.real_binary_loss(flip_logits)
                       + tc.Lcategory_penalty * self.category_loss(flip_category, self.flipped_labels)
                       + tc.Lconst_penalty * F.mse_loss(self.encoded_real_A, self.encoded_fake_flipped))

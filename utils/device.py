@@ -79,3 +79,16 @@ def configure_backends(device: torch.device, deterministic: bool = False) -> Non
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.allow_tf32 = not deterministic
     torch.use_deterministic_algorithms(deterministic)
+
+
+def effective_amp(device: torch.device, amp: str) -> str:
+    """`--amp` as it should run on `device`: bf16 falls back to fp16 on GPUs older than Ampere.
+
+    Autocast accepts bf16 there (T4, V100: compute capability < 8.0) but cuDNN has no bf16
+    convolutions, so it would run far slower than fp32; fp16 with gradient scaling is fast.
+    """
+    if amp == "bf16" and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:
+        name = torch.cuda.get_device_name(device)
+        print(f"note: {name} (compute capability < 8.0) has no fast bf16 convolutions; using --amp fp16 instead")
+        return "fp16"
+    return amp
