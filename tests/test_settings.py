@@ -120,3 +120,9 @@ def test_untrainable_generator_is_refused_with_the_reason():
             resolve_settings(flags(*argv))
     settings = resolve_settings(flags("--sn-generator", "--sn-discriminator", "--norm_D", "none"))
     assert (settings.model.norm_G, settings.model.norm_D) == ("batch", "none")   # the SN-GAN arrangement
+
+
+def test_compile_with_spectral_norm_is_refused_with_the_reason():
+    with pytest.raises(UserError, match="--compile with --sn-generator/--sn-discriminator is refused"):
+        resolve_settings(flags("--compile", "--sn-discriminator"))
+    assert resolve_settings(flags("--compile")).device.compile

@@ -168,6 +168,20 @@ def check_trainable(model: ModelConfig) -> None:
             "discriminator that spectral norm strictly bounds use --sn-discriminator --norm_D none")
 
 
+def check_compile(model: ModelConfig, device: DeviceConfig) -> None:
+    """Refuse --compile with spectral norm: measured slower than eager, after a long compile.
+
+    torch.compile breaks the graph at every SN hook and recompiles past dynamo's limit
+    within the first step (train/eval and grad modes vary), falling back to eager; on the
+    2-core CPU (tiny config) a step took 56 ms compiled against 41 ms eager, after 48 s
+    of compiling.
+    """
+    if device.compile and (model.sn_generator or model.sn_discriminator):
+        raise UserError("--compile with --sn-generator/--sn-discriminator is refused: torch.compile breaks the graph "
+                        "at every spectral-norm hook and hits its recompile limit in the first step, so it runs "
+                        "slower than eager (measured 56 ms vs 41 ms a step, after 48 s of compiling); drop --compile")
+
+
 def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None,
                      weights_config: ModelConfig | None = None) -> Settings:
     """Flag > checkpoint > default for every setting, with each class's rule (see their docstrings).
@@ -183,6 +197,7 @@ def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None,
     if saved_state is None:
         model = weights_config or ModelConfig(**_given(ModelConfig, flags))
         check_trainable(model)
+        check_compile(model, device)
         return Settings(model, TrainConfig(**_given(TrainConfig, flags)), RunConfig(**_given(RunConfig, flags)),
                         device)
     model = ModelConfig.from_dict(saved_state["model_config"])
@@ -190,6 +205,7 @@ def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None,
     train = _override(TrainConfig.from_dict(saved_state["train_config"]), _given(TrainConfig, flags),
                       "loss/optimiser settings")
     run = _override(saved_run_config(saved_state), _given(RunConfig, flags), "run settings")
+    check_compile(model, device)
     return Settings(model, train, run, device)
 
 
