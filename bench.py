@@ -32,6 +32,7 @@ from model.inference import generate
 from training.step import TrainingStep
 from utils.cli import run
 from utils.device import resolve_device
+from utils.io import atomic_write_text
 
 CONFIGS = {"default": dict(image_size=256, ngf=64, ndf=64), "small": dict(image_size=64, ngf=32, ndf=32)}
 SN_VARIANTS = {"off": (False, False), "D": (False, True), "G+D": (True, True)}
@@ -357,7 +358,7 @@ def main(argv=None):
         for r in results["equivalence"]:
             print("check " + json.dumps(r))
     results["peak_memory_mb"] = peak_memory_mb(device)
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 

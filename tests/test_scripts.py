@@ -215,3 +215,15 @@ def test_train_options_take_effect(experiment, tmp_path, run_script):
     one_line_error(run_script("train.py", "--experiment_dir", tmp_path / "x", "--data_dir", experiment / "data",
                           "--inst_norm", "--norm", "batch", "--device", "cpu", check=False),
                    "--inst_norm contradicts --norm batch")
+
+
+def test_gpu_check_rehearsal_passes_on_the_cpu(tmp_path):
+    """Every step of scripts/gpu_check.sh at small sizes, so the GPU run cannot fail for a CPU-visible reason."""
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "2"}
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--rehearse"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bench = json.loads((tmp_path / "bench_cpu.json").read_text())
+    assert bench["batch_size"] == 16 and bench["pipeline"]["small"]["fast_img_per_s"] > 0   # past one epoch
+    assert all(check["ok"] for check in bench["equivalence"])
+    assert " passed" in (tmp_path / "pytest_cpu.log").read_text()
