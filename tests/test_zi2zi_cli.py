@@ -87,6 +87,22 @@ def test_zi2zi_checkpoint_is_fine_tuned_by_resume(zi2zi_checkpoint, reference_di
     assert state["step"] == 102 and state["model_config"]["embedding_num"] == 4
 
 
+def test_init_from_zi2zi_weights_starts_from_their_exact_outputs(zi2zi_checkpoint, tmp_path, reference_dir):
+    from training.config import build_parser, resolve_settings
+    from training.start import apply_start, find_start
+    from training.step import TrainingStep
+    ref = torch.load(reference_dir / "zi2zi_pytorch_ref_io.pth", weights_only=True)
+    flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path / "new"), "--init_from",
+                                                   f"{zi2zi_checkpoint}:100"]))
+    start = find_start(flags, tmp_path / "new" / "checkpoint")
+    assert start.kind == "init_from" and start.source_step == 100
+    settings = resolve_settings(flags, start.state, start.model_config)
+    model = TrainingStep(settings.model, settings.train)
+    apply_start(model, start)
+    assert model.step == 0   # a new experiment
+    assert torch.allclose(model.generate(ref["x"], ref["labels"]), ref["fake_B"], atol=1e-5)
+
+
 def test_init_from_starts_a_new_experiment_and_grows_the_labels(zi2zi_checkpoint, tmp_path, reference_dir,
                                                                  run_script):
     from model import load_generator
