@@ -73,6 +73,21 @@ def test_latest_skips_a_damaged_newest_checkpoint(tmp_path, tiny_config, capsys)
     assert str(g2) in str(err.value) and "weights_only" not in str(err.value)
 
 
+def test_resume_latest_skips_a_damaged_newest_complete_checkpoint(tmp_path, tiny_config, capsys):
+    from training.config import build_parser
+    from training.start import find_start
+    model = TrainingStep(tiny_config(), TrainConfig())
+    for step in (1, 2):
+        model.step = step
+        save_checkpoint(model, tmp_path)
+    state = checkpoint_files(tmp_path, 2)["state"]
+    state.write_bytes(state.read_bytes()[:500])   # the newest run state cut short
+    flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path), "--resume", "latest"]))
+    start = find_start(flags, tmp_path)
+    assert (start.kind, start.step) == ("resume", 1)
+    assert "skipping checkpoint step 2" in capsys.readouterr().err
+
+
 def test_checkpoint_with_non_tensors_names_file_and_key(tmp_path, tiny_config):
     from model import build_generator
     state = build_generator(tiny_config()).state_dict()

@@ -41,16 +41,18 @@ def find_start(flags: dict, checkpoint_dir: Path) -> Start:
         raise UserError("give --resume (continue this experiment) or --init_from (start a new one from other "
                         "weights), not both")
     if resume is not None:
-        complete = available_steps(checkpoint_dir, complete=True)
-        # "latest" is the newest complete checkpoint of this project; zi2zi's weights-only ones otherwise
-        step = complete[-1] if str(resume) == "latest" and complete else resolve_step(checkpoint_dir, resume)
+        # "latest" is the newest complete (and readable) checkpoint of this project when there is one;
+        # otherwise zi2zi's weights-only checkpoints count
+        own_run = str(resume) == "latest" and bool(available_steps(checkpoint_dir, complete=True))
+        step = resolve_step(checkpoint_dir, resume, complete=own_run)
         state = read_training_state(checkpoint_dir, step)
         if state is not None:
             return Start("resume", step, state, checkpoint_dir)
         given = {k: flags.get(k) for k in ARCH_FLAGS}
         return Start("weights", step, None, checkpoint_dir, _weights_config(checkpoint_dir, step, given))
-    if available_steps(checkpoint_dir) and not flags.get("dry_run"):
-        raise UserError(f"{checkpoint_dir} already holds checkpoints up to step {available_steps(checkpoint_dir)[-1]}; "
+    existing = available_steps(checkpoint_dir)
+    if existing and not flags.get("dry_run"):
+        raise UserError(f"{checkpoint_dir} already holds checkpoints up to step {existing[-1]}; "
                         f"pass --resume latest to continue that run, or use a new --experiment_dir / --checkpoint_dir")
     if init_from is not None:
         source_dir, step = parse_init_from(init_from)
