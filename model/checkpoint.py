@@ -48,11 +48,20 @@ def checkpoint_files(ckpt_dir: str | Path, step: int) -> dict[str, Path]:
             "state": ckpt_dir / f"{step}_state.pth"}
 
 
+def save_weights(netG: nn.Module, netD: nn.Module, ckpt_dir: str | Path, step: int) -> dict[str, Path]:
+    """`{step}_net_G.pth` and `{step}_net_D.pth`: plain state dicts, zi2zi-pytorch's files, written atomically."""
+    files = checkpoint_files(ckpt_dir, step)
+    atomic_torch_save(netG.state_dict(), files["G"])
+    atomic_torch_save(netD.state_dict(), files["D"])
+    return files
+
+
 def save_checkpoint(model: "TrainingStep", ckpt_dir: str | Path, **state_items) -> dict[str, Path]:
-    """Save G, D and the training state (plus `state_items`) for `model.step`; returns the paths."""
-    files = checkpoint_files(ckpt_dir, model.step)
-    atomic_torch_save(model.netG.state_dict(), files["G"])
-    atomic_torch_save(model.netD.state_dict(), files["D"])
+    """Save G, D and the training state (plus `state_items`) for `model.step`; returns the paths.
+
+    The state file is written last, so a step with a state file is complete.
+    """
+    files = save_weights(model.netG, model.netD, ckpt_dir, model.step)
     atomic_torch_save({**model.training_state(), **state_items}, files["state"])
     return files
 

@@ -58,6 +58,27 @@ def test_failed_save_keeps_earlier_checkpoints_and_leaves_no_temp_file(bundled_f
     load_generator(ckpt, 3)  # still loads
 
 
+def test_the_last_step_is_written_once_and_logs_survive_a_failed_final_save(bundled_font_data, tmp_path,
+                                                                          monkeypatch):
+    import training.loop
+    saved = []
+    real = training.loop.save_checkpoint
+    monkeypatch.setattr(training.loop, "save_checkpoint",
+                        lambda model, *a, **k: (saved.append(model.step), real(model, *a, **k))[1])
+    trainer = _trainer(bundled_font_data, tmp_path / "a", max_steps=4, checkpoint_steps=2)
+    trainer.run()
+    assert saved == [2, 4]   # the final step was checkpointed by the loop, not again at shutdown
+
+    def disk_full(model, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(training.loop, "save_checkpoint", disk_full)
+    trainer = _trainer(bundled_font_data, tmp_path / "b", max_steps=5, checkpoint_steps=1000)
+    with pytest.raises(UserError, match="could not save checkpoint step 5"):
+        trainer.run()
+    assert (tmp_path / "b" / "logs" / "losses.png").exists()   # the logs were closed and drawn anyway
+    assert len((tmp_path / "b" / "logs" / "train.jsonl").read_text().splitlines()) == 1
+
+
 def test_latest_skips_a_damaged_newest_checkpoint(tmp_path, tiny_config, capsys):
     model = TrainingStep(tiny_config(), TrainConfig())
     for step in (1, 2):

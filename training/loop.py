@@ -133,6 +133,7 @@ class Trainer:
         # a run fine-tuned from weights alone trains its --epoch budget from the step it starts at
         self.first_step = model.step if start.kind == "weights" else 0
         self.stop_signal: int | None = None
+        self.saved_step = self.sampled_step = None  # what this process last wrote, so nothing is written twice
         run = self.run_config
         self.watch = CollapseWatch(run.collapse_window, run.collapse_d_real, run.collapse_d_fake)
         self.guard = DivergenceGuard(run.divergence_factor)
@@ -156,6 +157,7 @@ class Trainer:
         labels, source, target = self.sample
         fake = self.model.generate(source, labels)
         save_sample_grid(source, target, fake, self.paths["sample"] / f"step_{self.model.step:07d}.png")
+        self.sampled_step = self.model.step
         return fake
 
     def on_collapse(self, message: str | None) -> None:
@@ -181,13 +183,13 @@ class Trainer:
             raise UserError(f"could not save checkpoint step {self.model.step} in {self.paths['checkpoint']} "
                             f"({err.strerror or err}); {self.last_good()}. Free space or fix the folder, then "
                             f"--resume latest") from None
+        self.saved_step = self.model.step
         if self.run_config.keep_last > 0:
             prune_checkpoints(self.paths["checkpoint"], self.run_config.keep_last)
 
     def last_good(self) -> str:
         """Where the run can continue from: the newest complete checkpoint, and how many steps ago."""
-        steps = available_steps(self.paths["checkpoint"], complete=True)
-        steps = [s for s in steps if s < self.model.step] or steps
+        steps = [s for s in available_steps(self.paths["checkpoint"], complete=True) if s <= self.model.step]
         if not steps:
             return "no checkpoint of this run was saved yet"
         return (f"the last good checkpoint is step {steps[-1]} ({self.model.step - steps[-1]} steps ago), "
@@ -286,13 +288,20 @@ class Trainer:
             tqdm.write(f"epoch {model.epoch}: learning rates now G {rates['lr_G']:.6f}, D {rates['lr_D']:.6f}")
 
     def shutdown(self, outcome: str) -> None:
-        """The one way out: close the bar, save unless the run failed, close the logs, draw the curves."""
+        """The one way out: close the bar, save unless the run failed, close the logs, draw the curves.
+
+        A step the loop has just checkpointed (or sampled) is not written again. The logs
+        are closed even when the last save fails, so what was logged is kept.
+        """
         self.bar.close()
-        if outcome != "failed":
-            self.save()
-        if outcome == "finished":
-            self.save_samples()
-        self.writers.close()
+        try:
+            if outcome != "failed" and self.saved_step != self.model.step:
+                self.save()
+            if outcome == "finished" and self.sampled_step != self.model.step:
+                self.save_samples()
+        finally:
+            self.writers.close()
         if outcome == "interrupted":
-            print(f"stopped by {signal.Signals(self.stop_signal or signal.SIGINT).name}: checkpoint saved at step {self.model.step} in {self.paths['checkpoint']}; "
-                  f"continue with --resume latest")
+            signal_name = signal.Signals(self.stop_signal or signal.SIGINT).name
+            print(f"stopped by {signal_name}: checkpoint saved at step {self.model.step} in "
+                  f"{self.paths['checkpoint']}; continue with --resume latest")

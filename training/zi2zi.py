@@ -18,12 +18,11 @@ from pathlib import Path
 
 import torch
 
-from model.checkpoint import checkpoint_files, load_weights
+from model.checkpoint import checkpoint_files, load_weights, save_weights
 from model.config import ModelConfig, TrainConfig
 from model.inference import generate
 from utils.device import resolve_device
 from utils.images import rgb_image
-from utils.io import atomic_torch_save
 
 from .config import check_trainable
 from .step import TrainingStep
@@ -61,9 +60,7 @@ class Zi2ZiModel(TrainingStep):
 
     def save_networks(self, epoch) -> None:
         """`save_dir/{epoch}_net_G.pth` and `_net_D.pth`: plain state dicts, written atomically."""
-        files = checkpoint_files(self.save_dir, epoch)
-        atomic_torch_save(self.netG.state_dict(), files["G"])
-        atomic_torch_save(self.netD.state_dict(), files["D"])
+        save_weights(self.netG, self.netD, self.save_dir, epoch)
 
     def load_networks(self, epoch) -> None:
         """Load `save_dir/{epoch}_net_G.pth` (and `_net_D.pth` when present); a mismatch names the flag."""
