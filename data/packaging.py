@@ -173,15 +173,15 @@ def package(dirs: list[str | Path], save_dir: str | Path, split_ratio: float = 0
     with `split_ratio` 0 writes every pair to that one file instead of train.obj.
     With `split_ratio` 0 an empty val.obj is written, as zi2zi does.
     """
-    skipped: list[str] = []
-    pairs = collect_pairs(dirs, skipped)
     if bool(dst_json) != bool(type_file):
         raise UserError("--dst_json and --type_file go together (the fonts of the labels, and the ones to keep)")
-    if dst_json:
-        pairs = relabel(pairs, dst_json, type_file)
     if save_obj_dir and split_ratio != 0:
         raise UserError(f"--save_obj_dir writes every pair to one file, so it needs --split_ratio 0; "
                         f"got {split_ratio}")
+    skipped: list[str] = []
+    pairs = collect_pairs(dirs, skipped)
+    if dst_json:
+        pairs = relabel(pairs, dst_json, type_file)
     train, val = split_pairs(pairs, split_ratio, seed, by)
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)

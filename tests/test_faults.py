@@ -208,3 +208,37 @@ def test_kill_9_then_resume_continues_bit_identically(bundled_font_data, tmp_pat
         assert all(torch.equal(a[k], b[k]) for k in a), name
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 13))
+
+
+def test_new_flag_errors_name_the_flag(tmp_path, tiny_config, repo_root):
+    """The one-line errors of the zi2zi-compatibility flags, each checked by its message."""
+    from data.packaging import package
+    from data.styles import read_style_names
+    from training.config import build_parser
+    from training.start import find_start, parse_init_from
+    sys.path.insert(0, str(repo_root))
+    import font2img
+    import infer
+    (tmp_path / "blank.txt").write_text("kai\n\nming\n")
+    with pytest.raises(UserError, match="--type_file .*blank.txt: expected one style name per line"):
+        read_style_names(tmp_path / "blank.txt", "--type_file")
+    with pytest.raises(UserError, match="--type_file .*missing.txt: no such file"):
+        read_style_names(tmp_path / "missing.txt", "--type_file")
+    with pytest.raises(UserError, match="--dst_json and --type_file go together"):
+        package([repo_root / "tests"], tmp_path / "d", dst_json=tmp_path / "f.json")   # checked before packing
+    flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path), "--resume", "latest",
+                                                   "--init_from", str(tmp_path)]))
+    with pytest.raises(UserError, match="give --resume .* or --init_from .*, not both"):
+        find_start(flags, tmp_path / "checkpoint")
+    with pytest.raises(UserError, match="--init_from .*nowhere: no such folder"):
+        parse_init_from(str(tmp_path / "nowhere"))
+    with pytest.raises(UserError, match="--mode fonts2imgs needs --src_fonts_dir"):
+        font2img.main(["--mode", "fonts2imgs", "--dst_imgs", str(tmp_path)])
+    with pytest.raises(UserError, match="give --src_font or --src_fonts_dir, not both"):
+        font2img.main(["--src_font", "a.ttf", "--src_fonts_dir", str(tmp_path), "--dst_font", "b.ttf",
+                       "--sample_dir", str(tmp_path / "p")])
+    model = TrainingStep(tiny_config(), TrainConfig())
+    save_checkpoint(model, tmp_path / "exp" / "checkpoint")
+    with pytest.raises(UserError, match="--canvas_size 64 differs from the checkpoint's image size 32"):
+        infer.main(["--experiment_dir", str(tmp_path / "exp"), "--from_txt", "--src_font",
+                    str(repo_root / "fonts" / "NotoSansSC-Subset.otf"), "--canvas_size", "64", "--device", "cpu"])
