@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,10 @@ from utils.cli import run
 from utils.device import resolve_device
 from utils.io import atomic_write_text
 
+# Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, for model FLOPs
+# utilisation; the first name fragment found in torch.cuda.get_device_name() wins.
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
+                    "A6000": 155.0, "A10G": 70.0, "A10": 125.0, "L4": 121.0, "4090": 165.0, "3090": 71.0}
 CONFIGS = {"default": dict(image_size=256, ngf=64, ndf=64), "small": dict(image_size=64, ngf=32, ndf=32)}
 SN_VARIANTS = {"off": (False, False), "D": (False, True), "G+D": (True, True)}
 
@@ -75,6 +80,56 @@ def peak_memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def peak_bf16_tflops(gpu_name: str) -> float | None:
+    return next((peak for part, peak in PEAK_BF16_TFLOPS.items() if part in gpu_name), None)
+
+
+def flops_per_step(model: TrainingStep) -> int:
+    """Model FLOPs of one training iteration (forward and backward of G and D, SN included)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.train_step()
+    return counter.get_total_flops()
+
+
+def count_syncs(fn, device: torch.device, calls: int) -> float | None:
+    """Host-device synchronisations per call of `fn`, from CUDA's sync debug mode (None off CUDA)."""
+    if device.type != "cuda":
+        return None
+    import warnings
+    fn()
+    torch.cuda.synchronize(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(calls):
+                fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught) / calls
+
+
+def fits_in_memory(config: ModelConfig, device: torch.device, batch: int, gib: float, amp: str) -> dict:
+    """Do a few training steps run with the process capped at `gib` GiB of GPU memory?
+
+    max_memory_allocated alone misses the CUDA context, cuDNN workspaces and allocator
+    slack; capping the allocator and running the steps does not.
+    """
+    total = torch.cuda.get_device_properties(device).total_memory
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(min(1.0, gib * 2 ** 30 / total), device)
+    try:
+        bench_train({"capped": config}, device, batch, 2, 1, amp=amp, channels_last=True)
+        return {"cap_gib": gib, "batch": batch, "fits": True}
+    except torch.cuda.OutOfMemoryError as err:
+        return {"cap_gib": gib, "batch": batch, "fits": False, "error": str(err).splitlines()[0][:160]}
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+        torch.cuda.empty_cache()
 
 
 def synthetic_obj(path: Path, count: int, size: int, labels: int = 4) -> Path:
@@ -141,7 +196,7 @@ def bench_train(configs: dict[str, ModelConfig], device, batch: int, steps: int,
                 channels_last=False, compile=False) -> dict:
     """Training step time of several configs, measured in turns (A, B, C, A, B, C, ...)
     so that drifting machine speed affects them alike."""
-    models, times = {}, {}
+    models, times, flops = {}, {}, {}
     for name, config in configs.items():
         torch.manual_seed(0)
         model = TrainingStep(config, TrainConfig(), device, amp=amp, channels_last=channels_last, compile=compile)
@@ -151,6 +206,7 @@ def bench_train(configs: dict[str, ModelConfig], device, batch: int, steps: int,
         for _ in range(warmup):
             model.train_step()
         models[name], times[name] = model, []
+        flops[name] = flops_per_step(model)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(steps):
@@ -159,7 +215,11 @@ def bench_train(configs: dict[str, ModelConfig], device, batch: int, steps: int,
     out = {}
     for name in models:
         step = statistics.median(times[name])
-        out[name] = {"step_s": step, "it_per_s": 1 / step, "img_per_s": batch / step}
+        out[name] = {"step_s": step, "it_per_s": 1 / step, "img_per_s": batch / step,
+                     "tflop_per_step": flops[name] / 1e12, "tflop_per_s": flops[name] / step / 1e12}
+        peak = peak_bf16_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+        if peak:
+            out[name]["mfu_vs_bf16_peak"] = out[name]["tflop_per_s"] / peak
     out["peak_mem_mb"] = peak_memory_mb(device)
     return out
 
@@ -194,7 +254,7 @@ def bench_pipeline(config: ModelConfig, obj: Path, device, batch: int, steps: in
         labels, real_A, real_B = next(source)
         model.train_step(labels, real_A, real_B)
     times = timed(step, device, steps, warmup)
-    return {"img_per_s": batch / statistics.median(times)}
+    return {"img_per_s": batch / statistics.median(times), "syncs_per_step": count_syncs(step, device, 3)}
 
 
 def bench_infer(config: ModelConfig, device, batch: int, count: int, amp: str = "off",
@@ -221,21 +281,37 @@ def bench_infer(config: ModelConfig, device, batch: int, count: int, amp: str = 
 
 
 def check_equivalence(device, steps: int = 3) -> list[dict]:
-    """Losses of a few steps with each speed option vs the plain fp32 path, same seed and data."""
+    """Losses of a few steps with each speed option vs the plain fp32 path, same seed and data.
+
+    fp16's GradScaler may skip an update while its scale settles (normal at the start);
+    the losses after a skipped update come from other weights, so they are compared up
+    to the first skip only and the skips are reported.
+    """
     config = ModelConfig(image_size=64, ngf=16, ndf=16, embedding_num=4, use_dropout=False,
                          sn_generator=True, sn_discriminator=True)
     g = torch.Generator().manual_seed(1)
     batches = [(torch.randint(0, 4, (8,), generator=g), torch.rand(8, 1, 64, 64, generator=g) * 2 - 1,
                 torch.rand(8, 1, 64, 64, generator=g) * 2 - 1) for _ in range(steps)]
 
-    def losses(**options):
+    def losses(config=config, **options):
         torch.manual_seed(0)
         model = TrainingStep(config, TrainConfig(), device, **options)
-        return [model.train_step(*b) for b in batches]
+        out, skipped = [], []
+        for i, b in enumerate(batches):
+            scales = (model.scaler_G.get_scale(), model.scaler_D.get_scale())
+            out.append(model.train_step(*b))
+            if any(after < before for after, before in
+                   zip((model.scaler_G.get_scale(), model.scaler_D.get_scale()), scales)):
+                skipped.append(i)   # the scaler lowers its scale when it skips an update
+        return out, skipped
 
-    plain = losses()
+    plain, _ = losses()
+    # train.py refuses --compile with SN (see training.config.check_compile): compile is
+    # checked on the networks it is allowed for, against their own fp32 losses.
+    no_sn = replace(config, sn_generator=False, sn_discriminator=False)
+    plain_no_sn, _ = losses(no_sn)
     variants = {"channels_last": dict(channels_last=True), "amp bf16": dict(amp="bf16"),
-                "amp fp16": dict(amp="fp16"), "compile": dict(compile=True)}
+                "amp fp16": dict(amp="fp16"), "compile": dict(compile=True, config=no_sn)}
     # GAN losses amplify reordered float arithmetic step by step: these bound 3 steps.
     tolerance = {"channels_last": 1e-2, "amp bf16": 5e-2, "amp fp16": 5e-2, "compile": 1e-2}
     results = []
@@ -243,14 +319,61 @@ def check_equivalence(device, steps: int = 3) -> list[dict]:
         if name == "amp fp16" and device.type != "cuda":
             continue
         try:
-            got = losses(**options)
+            got, skipped = losses(**options)
         except Exception as err:  # a backend that can't run here is reported, not fatal
             results.append({"option": name, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"})
             continue
-        worst = max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-3) for a, b in zip(plain, got)
+        compared = (skipped[0] + 1) if skipped else steps
+        reference = plain_no_sn if "config" in options else plain
+        worst = max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-3) for a, b in zip(reference[:compared], got[:compared])
                     for k in ("d_loss", "g_loss", "l1_loss"))
         results.append({"option": name, "max_relative_loss_difference": worst, "tolerance": tolerance[name],
-                        "ok": worst <= tolerance[name]})
+                        "steps_compared": compared, "skipped_updates": skipped, "ok": worst <= tolerance[name]})
+    return results
+
+
+def _scaling_worker(rank: int, world: int, store: str, device_type: str, batch: int, steps: int, warmup: int,
+                    amp: str, out: str) -> None:
+    """One process of the scaling measurement: DDP training steps on its share of the global batch."""
+    import torch.distributed as dist
+
+    from utils.distributed import SINGLE, Distributed
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))   # the same cores, split over the processes
+    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if device_type == "cuda" else "cpu")
+    ctx = SINGLE
+    if world > 1:
+        # NCCL needs a GPU per process; processes sharing one GPU (a one-GPU check) use gloo.
+        shared = device_type == "cuda" and torch.cuda.device_count() < world
+        backend = "nccl" if device_type == "cuda" and not shared else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world)
+        ctx = Distributed(rank, world, rank)
+    try:
+        torch.manual_seed(0)
+        config = ModelConfig(embedding_num=4, sn_discriminator=True, norm_D="none", **CONFIGS["small"])
+        model = TrainingStep(config, TrainConfig(), device, amp=amp, channels_last=device.type == "cuda", dist=ctx)
+        share = batch // world
+        x = torch.rand(share, 1, config.image_size, config.image_size) * 2 - 1
+        model.set_input(torch.randint(0, 4, (share,)), x, torch.rand_like(x) * 2 - 1)
+        step = statistics.median(timed(model.train_step, device, steps, warmup))
+        if rank == 0:
+            atomic_write_text(out, json.dumps({"processes": world, "step_s": step, "img_per_s": batch / step}))
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def bench_scaling(device: torch.device, processes: int, batch: int, steps: int, warmup: int, amp: str) -> list[dict]:
+    """img/s of DDP training at 1 and `processes` processes, the global batch fixed (small config)."""
+    import torch.multiprocessing as mp
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for world in sorted({1, processes}):
+            out = Path(tmp) / f"scaling_{world}.json"
+            args = (world, str(Path(tmp) / f"store_{world}"), device.type, batch, steps, warmup, amp, str(out))
+            mp.spawn(_scaling_worker, args=args, nprocs=world)
+            results.append(json.loads(out.read_text()))
     return results
 
 
@@ -260,10 +383,12 @@ def parse_args(argv=None):
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--quick", action="store_true", help="small config only, fewer steps")
     p.add_argument("--check", action="store_true", help="check AMP/channels_last/compile losses against fp32")
-    p.add_argument("--skip", nargs="*", default=[], choices=["train", "pipeline", "inference", "data"],
+    p.add_argument("--skip", nargs="*", default=[], choices=["train", "pipeline", "inference", "data", "scaling"],
                    help="sections to leave out")
     p.add_argument("--batch_size", type=int, help="training batch (default: 64 on CUDA, 4 on CPU)")
     p.add_argument("--steps", type=int, help="timed steps per measurement (default: 10 on CUDA, 3 on CPU)")
+    p.add_argument("--processes", type=int, default=2,
+                   help="scaling section: DDP processes compared with one (default 2; several per GPU use gloo)")
     p.add_argument("--out", default="bench.json", help="JSON file for the results")
     return p.parse_args(argv)
 
@@ -278,7 +403,9 @@ def section_train(results, names, device, batch, steps, warmup, fast_amp) -> Non
         results[f"{name}_peak_mem_mb"] = measured.pop("peak_mem_mb")
         results["train"].update(measured)
         for key, r in measured.items():
-            print(f"train {key}: {r['img_per_s']:.1f} img/s ({r['step_s'] * 1000:.0f} ms/step)")
+            mfu = f", MFU {r['mfu_vs_bf16_peak']:.1%}" if "mfu_vs_bf16_peak" in r else ""
+            print(f"train {key}: {r['img_per_s']:.1f} img/s ({r['step_s'] * 1000:.0f} ms/step, "
+                  f"{r['tflop_per_s']:.2f} TFLOP/s{mfu})")
         off = results["train"][f"{name} SN off"]["step_s"]
         results[f"{name}_sn_cost"] = {k: results["train"][f"{name} SN {k}"]["step_s"] / off - 1 for k in ("D", "G+D")}
         print(f"{name}: SN step-time cost D {results[f'{name}_sn_cost']['D']:+.1%}, "
@@ -288,7 +415,9 @@ def section_train(results, names, device, batch, steps, warmup, fast_amp) -> Non
         config = ModelConfig(embedding_num=40, sn_generator=True, sn_discriminator=True)
         peak = bench_train({"b16": config}, device, 16, 2, 1, amp=fast_amp, channels_last=True)["peak_mem_mb"]
         results["default_batch16_peak_mem_mb"] = peak
-        print(f"default config, batch 16, SN G+D: peak GPU memory {peak:.0f} MiB")
+        results["default_batch16_in_8gib"] = fit = fits_in_memory(config, device, 16, 8.0, fast_amp)
+        print(f"default config, batch 16, SN G+D: peak allocated {peak:.0f} MiB; "
+              f"with the process capped at 8 GiB: {'runs' if fit['fits'] else 'out of memory'}")
 
 
 def section_pipeline(results, names, device, batch, steps, warmup, fast_amp, tmp: Path) -> None:
@@ -299,9 +428,11 @@ def section_pipeline(results, names, device, batch, steps, warmup, fast_amp, tmp
         base = bench_pipeline(config, obj, device, batch, steps, warmup, fast=False, amp="off", channels_last=False)
         fast = bench_pipeline(config, obj, device, batch, steps, warmup, fast=True, amp=fast_amp, channels_last=cuda)
         results["pipeline"][name] = {"baseline_img_per_s": base["img_per_s"], "fast_img_per_s": fast["img_per_s"],
-                                     "speedup": fast["img_per_s"] / base["img_per_s"]}
+                                     "speedup": fast["img_per_s"] / base["img_per_s"],
+                                     "fast_syncs_per_step": fast["syncs_per_step"]}
         print(f"pipeline {name}: baseline (PIL, fp32) {base['img_per_s']:.1f} img/s, fast {fast['img_per_s']:.1f} "
-              f"img/s ({results['pipeline'][name]['speedup']:.2f}x)")
+              f"img/s ({results['pipeline'][name]['speedup']:.2f}x)"
+              + (f", {fast['syncs_per_step']:.1f} host syncs per fast step" if cuda else ""))
 
 
 def section_inference(results, name, device) -> None:
@@ -331,6 +462,14 @@ def section_data(results, device, steps, tmp: Path) -> None:
         print(f"augmentation on {device}: {results['gpu_augment_pairs_per_s']:.0f} pairs/s")
 
 
+def section_scaling(results, device, processes, batch, steps, warmup, fast_amp) -> None:
+    scaling = bench_scaling(device, processes, max(batch, 2 * processes), steps, warmup, fast_amp)
+    results["scaling_small_sn_d"] = scaling
+    base = scaling[0]["img_per_s"]
+    print("DDP scaling, small config, SN on D, global batch fixed: " + ", ".join(
+        f"{r['processes']} process(es) {r['img_per_s']:.1f} img/s ({r['img_per_s'] / base:.2f}x)" for r in scaling))
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
@@ -353,6 +492,8 @@ def main(argv=None):
             section_inference(results, names[-1], device)
         if "data" not in args.skip:
             section_data(results, device, steps, Path(tmp))
+        if "scaling" not in args.skip:
+            section_scaling(results, device, args.processes, batch, steps, warmup, fast_amp)
     if args.check:
         results["equivalence"] = check_equivalence(device)
         for r in results["equivalence"]:

@@ -2,6 +2,7 @@
 
     python train.py --experiment_dir experiment --embedding_num 3 --batch_size 16 \
         --sn-generator --sn-discriminator
+    torchrun --nproc_per_node 4 train.py ...     # one process per GPU; --batch_size is the global batch
 
 Reads experiment/data/train.obj (and val.obj for sample grids); writes checkpoints to
 experiment/checkpoint, sample grids to experiment/sample, logs to experiment/logs.
@@ -15,6 +16,7 @@ from training.loop import Trainer, experiment_paths
 from training.start import find_start
 from training.step import TrainingStep
 from utils.cli import run
+from utils import distributed
 from utils.device import configure_backends, resolve_device
 from utils.rng import seed_everything
 
@@ -28,24 +30,40 @@ def main(argv=None):
         print(settings.describe())
         return 0
     paths = experiment_paths(args.experiment_dir, settings.run.data_dir, args.checkpoint_dir)
-    device = resolve_device(settings.device.device, settings.device.gpu_ids)
-    seed_everything(settings.run.random_seed)
+    ctx = distributed.from_environment()
+    if ctx.enabled:
+        device = resolve_device(distributed.process_device(settings.device.device, settings.device.gpu_ids, ctx))
+    else:
+        device = resolve_device(settings.device.device, settings.device.gpu_ids)
+    settings.device.check_sync_bn(device, settings.model, ctx.world_size)
+    distributed.start(ctx, device)
+    try:
+        return train(settings, paths, start, device, ctx)
+    finally:
+        distributed.stop(ctx)
+
+
+def train(settings, paths, start, device, ctx) -> int:
+    seed_everything(settings.run.random_seed)   # the same initial weights on every process
     configure_backends(device, settings.device.deterministic)
     model = TrainingStep(settings.model, settings.train, device, amp=settings.device.amp,
-                         channels_last=settings.device.channels_last, compile=settings.device.compile)
+                         channels_last=settings.device.channels_last, compile=settings.device.compile, dist=ctx,
+                         sync_bn=settings.device.sync_bn)
     trainer = Trainer(model, settings, paths, start)
     sn = [n for n, on in (("G", settings.model.sn_generator), ("D", settings.model.sn_discriminator)) if on]
-    print(f"training on {device}: {trainer.num_pairs} pairs, labels {trainer.data_labels}, "
-          f"{settings.model.image_size}px, spectral norm on {' and '.join(sn) if sn else 'neither network'}"
-          + (f", resuming step {start.step}" if start.kind == "resume" else "")
-          + (f", fine-tuning from step {start.step}" if start.kind == "weights" else ""))
+    where = f"{ctx.world_size} processes ({device.type}), {settings.run.batch_size // ctx.world_size} pairs each" \
+        if ctx.enabled else str(device)
+    trainer.say(f"training on {where}: {trainer.num_pairs} pairs, labels {trainer.data_labels}, "
+                f"{settings.model.image_size}px, spectral norm on {' and '.join(sn) if sn else 'neither network'}"
+                + (f", resuming step {start.step}" if start.kind == "resume" else "")
+                + (f", fine-tuning from step {start.step}" if start.kind == "weights" else ""))
     try:
         step = trainer.run()
     except KeyboardInterrupt as stop:  # the checkpoint is saved; exit as the signal would have
         return getattr(stop, "exit_code", 130)
     if step is not None:
-        print(f"done at step {step}: checkpoints in {paths['checkpoint']}, samples in {paths['sample']}, "
-              f"curves in {paths['logs'] / 'losses.png'}")
+        trainer.say(f"done at step {step}: checkpoints in {paths['checkpoint']}, samples in {paths['sample']}, "
+                    f"curves in {paths['logs'] / 'losses.png'}")
     return 0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import torch
@@ -54,6 +54,10 @@ class AugmentDraw:
         row_x = torch.stack([sign * w / self.nw, zero, (w + 2 * self.sx) / self.nw - 1], 1)
         row_y = torch.stack([zero, sign * h / self.nh, (h + 2 * self.sy) / self.nh - 1], 1)
         return torch.stack([row_x, row_y], 1).float()
+
+    def part(self, lo: int, hi: int) -> "AugmentDraw":
+        """Samples lo..hi-1 of the draw (one process's share of a global batch)."""
+        return AugmentDraw(*(getattr(self, f.name)[lo:hi] for f in fields(self)))
 
     def sample(self, i: int) -> tuple[int, int, int, int, bool, int]:
         """(nw, nh, sx, sy, turn, blur_index) of sample i as Python numbers."""
@@ -158,9 +162,26 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def blur_batch(pairs: torch.Tensor, blur_index: torch.Tensor) -> torch.Tensor:
-    """Gaussian blur, in place, of the float samples whose blur_index picks a sigma."""
+    """Gaussian blur of the float samples whose blur_index picks a sigma (-1: none)."""
+    return blur_picked(pairs, blur_index) if pairs.device.type == "cpu" else blur_all_select(pairs, blur_index)
+
+
+def blur_picked(pairs: torch.Tensor, blur_index: torch.Tensor) -> torch.Tensor:
+    """Blur only the picked samples, in place: the least arithmetic (CPU)."""
     for i, sigma in enumerate(BLUR_SIGMAS):
         mask = blur_index == i
         if mask.any():
             pairs[mask] = _blur(pairs[mask], sigma)
+    return pairs
+
+
+def blur_all_select(pairs: torch.Tensor, blur_index: torch.Tensor) -> torch.Tensor:
+    """Blur the whole batch at every sigma and keep the picked results with `torch.where`.
+
+    On a GPU `mask.any()` and boolean indexing each wait for the device; a few cheap
+    separable convolutions of the whole batch do not.
+    """
+    picked = blur_index.view(-1, 1, 1, 1)
+    for i, sigma in enumerate(BLUR_SIGMAS):
+        pairs = torch.where(picked == i, _blur(pairs, sigma), pairs)
     return pairs

@@ -26,6 +26,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from utils.errors import UserError
+
 from .augment import augment_float, augment_params, augment_uint8, blur_batch
 from .dataset import DatasetFromObj
 from .obj import ObjFormatError, read_obj
@@ -121,16 +123,40 @@ def to_model_input(pairs_uint8: torch.Tensor, device: torch.device) -> torch.Ten
     return x.float().mul_(1 / 127.5).sub_(1.0)
 
 
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
+    """The order of epoch `epoch`: the same on every process and for every world size."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)) if shuffle \
+        else torch.arange(n)
+
+
+def check_shardable(n: int, batch_size: int, world_size: int) -> None:
+    """Several processes split every global batch evenly, so each must be full and divisible."""
+    if world_size == 1:
+        return
+    if batch_size % world_size:
+        raise UserError(f"--batch_size {batch_size} is the global batch and must split evenly over the "
+                        f"{world_size} processes; use a multiple of {world_size}")
+    if n < batch_size:
+        raise UserError(f"the training data has {n} pairs, fewer than --batch_size {batch_size}; with several "
+                        f"processes every batch must be full: lower --batch_size")
+
+
 class BatchIterator:
     """Seeded epochs of (labels, real_A = source, real_B = target) batches on `device`.
 
     Epoch e's order and augmentation come from a generator seeded with (seed, e),
     so a run resumed mid-epoch sees the same remaining batches it would have seen.
+    `batch_size` is the global batch: with `world_size` processes, process `rank` gets
+    its contiguous share of every global batch, augmented as that share of the global
+    batch's draw. So no pair is seen twice in an epoch, an epoch is the same set of
+    pairs whatever the world size, and N processes see exactly what one process would.
     """
 
     def __init__(self, bank: PairBank, batch_size: int, device, input_nc: int = 1, augment: bool = True,
                  bold: bool = False, rotate: bool = False, blur: bool = False, seed: int = 0,
-                 shuffle: bool = True, drop_last: bool = True):
+                 shuffle: bool = True, drop_last: bool = True, rank: int = 0, world_size: int = 1):
+        check_shardable(len(bank), batch_size, world_size)
+        self.rank, self.world_size = rank, world_size
         self.bank, self.batch_size, self.device = bank, batch_size, torch.device(device)
         self.input_nc, self.augment, self.bold, self.rotate, self.blur = input_nc, augment, bold, rotate, blur
         self.seed, self.shuffle = seed, shuffle
@@ -151,26 +177,27 @@ class BatchIterator:
         n = len(self.bank)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def _generators(self, epoch: int):
-        seed = self.seed * 1_000_003 + epoch
-        order = torch.Generator().manual_seed(seed)
-        aug = torch.Generator(device=self.device).manual_seed(seed + 1)
-        return order, aug
-
     def epoch(self, epoch: int, start_batch: int = 0):
-        order_gen, aug_gen = self._generators(epoch)
-        n = len(self.bank)
-        order = torch.randperm(n, generator=order_gen) if self.shuffle else torch.arange(n)
+        aug_gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + epoch + 1)
+        order = epoch_order(len(self.bank), self.seed, epoch, self.shuffle)
+        # The order goes to the bank's device once per epoch: a per-batch copy of the
+        # index from pageable host memory would block the host every step.
+        bank_order = order.to(self.pairs.device)
         h = w = self.bank.image_size
         on_cpu = self.device.type == "cpu"
         for i in range(len(self)):
-            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            first = i * self.batch_size
+            size = len(order[first:first + self.batch_size])
             # Draw the augmentation of skipped batches too, so a resumed epoch stays in step.
-            draw = (augment_params(len(index), h, w, self.bold, self.rotate, self.blur, aug_gen, self.device)
+            draw = (augment_params(size, h, w, self.bold, self.rotate, self.blur, aug_gen, self.device)
                     if self.augment else None)
             if i < start_batch:
                 continue
-            pairs = self.pairs[index.to(self.pairs.device)]
+            share = size // self.world_size
+            lo, hi = self.rank * share, (self.rank + 1) * share
+            index = order[first + lo:first + hi]
+            draw = draw.part(lo, hi) if draw is not None else None
+            pairs = self.pairs[bank_order[first + lo:first + hi]]
             if draw is None:
                 pairs = to_model_input(pairs, self.device)
             elif on_cpu:  # resample in uint8 on the CPU, then convert
@@ -187,12 +214,13 @@ class BatchIterator:
 class PilBatches:
     """zi2zi-pytorch's data path (PIL decode and augment per item, DataLoader workers).
 
-    Epochs are seeded like `BatchIterator`'s, so a resumed epoch sees the same order.
+    Epochs are ordered and sharded like `BatchIterator`'s, so a resumed epoch sees the
+    same order and several processes split each global batch.
     """
 
     def __init__(self, obj_path, batch_size: int, device, input_nc: int = 1, augment: bool = True,
                  bold: bool = False, rotate: bool = False, blur: bool = False, seed: int = 0,
-                 num_workers: int = 0, labels: set[int] | None = None):
+                 num_workers: int = 0, labels: set[int] | None = None, rank: int = 0, world_size: int = 1):
         dataset = DatasetFromObj(obj_path, input_nc, augment, bold, rotate, blur)
         self.labels = torch.tensor(dataset.labels, dtype=torch.long)
         self.image_size = dataset.image_size
@@ -201,19 +229,28 @@ class PilBatches:
             if not keep:
                 raise ObjFormatError(f"{obj_path}: no record has a label in {sorted(labels)}")
             dataset, self.labels = torch.utils.data.Subset(dataset, keep), self.labels[keep]
+        check_shardable(len(dataset), batch_size, world_size)
         self.dataset, self.batch_size, self.device = dataset, batch_size, torch.device(device)
-        self.seed, self.num_workers = seed, num_workers
+        self.seed, self.num_workers, self.rank, self.world_size = seed, num_workers, rank, world_size
         self.drop_last = len(dataset) >= batch_size
 
     def __len__(self) -> int:
         n, b = len(self.dataset), self.batch_size
         return n // b if self.drop_last else math.ceil(n / b)
 
+    def _shares(self, epoch: int, start_batch: int) -> list[list[int]]:
+        """This process's indices of each global batch from `start_batch` on."""
+        order = epoch_order(len(self.dataset), self.seed, epoch).tolist()
+        out = []
+        for i in range(start_batch, len(self)):
+            batch = order[i * self.batch_size:(i + 1) * self.batch_size]
+            share = len(batch) // self.world_size
+            out.append(batch[self.rank * share:(self.rank + 1) * share])
+        return out
+
     def epoch(self, epoch: int, start_batch: int = 0):
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=self.drop_last,
-            num_workers=self.num_workers, generator=generator, pin_memory=self.device.type == "cuda")
-        for i, (labels, target, source) in enumerate(loader):
-            if i >= start_batch:
-                yield labels, source, target
+            self.dataset, batch_sampler=self._shares(epoch, start_batch), num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda")
+        for labels, target, source in loader:
+            yield labels, source, target

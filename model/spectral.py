@@ -152,14 +152,14 @@ def largest_singular_value(net: nn.Module) -> float:
 
     This is the power-iteration estimate SN divides by; it is cheap (no SVD) and is
     what the training log reports to show how far the raw weights have grown.
-    Returns 0.0 for a network without SN.
+    Returns 0.0 for a network without SN. One host sync for the whole network, not one
+    per layer.
     """
-    best = 0.0
+    sigmas = []
     for _, module in spectral_norm_layers(net):
         w = weight_matrix(module, module.weight_orig.float())
-        sigma = torch.dot(module.weight_u.float(), torch.mv(w, module.weight_v.float()))
-        best = max(best, float(sigma))
-    return best
+        sigmas.append(torch.dot(module.weight_u.float(), torch.mv(w, module.weight_v.float())))
+    return torch.stack(sigmas).max().item() if sigmas else 0.0
 
 
 def fold_spectral_norm(net: nn.Module) -> nn.Module:

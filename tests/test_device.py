@@ -10,11 +10,13 @@ from training.step import TrainingStep
 SAMPLE = "zi2zi_pytorch_sample.obj"
 
 
-@pytest.mark.parametrize("amp", ["off", "bf16"])
-def test_training_steps_checkpoint_and_samples_on_device(device, amp, tiny_config, tiny_batches, tmp_path):
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("amp", ["off", "bf16", "fp16"])
+def test_training_steps_checkpoint_and_samples_on_device(device, amp, channels_last, tiny_config, tiny_batches,
+                                                         tmp_path):
     torch.manual_seed(0)
     config = tiny_config(sn_generator=True, sn_discriminator=True)
-    model = TrainingStep(config, TrainConfig(), device, amp=amp)
+    model = TrainingStep(config, TrainConfig(flip_labels=True), device, amp=amp, channels_last=channels_last)
     assert all(p.device.type == device.type for p in model.netG.parameters())
     stats = [model.train_step(*batch) for batch in tiny_batches(3)]  # CPU batches move over
     assert all(isinstance(v, float) for v in stats[-1].values()) and model.step == 3
@@ -23,7 +25,7 @@ def test_training_steps_checkpoint_and_samples_on_device(device, amp, tiny_confi
     fake = model.generate(tiny_batches(1)[0][1], torch.tensor([0, 1, 2, 3]))
     assert fake.device.type == "cpu" and torch.isfinite(fake).all()
     save_checkpoint(model, tmp_path)
-    restored = TrainingStep(config, TrainConfig(), device, amp=amp)
+    restored = TrainingStep(config, TrainConfig(flip_labels=True), device, amp=amp, channels_last=channels_last)
     load_checkpoint(restored, tmp_path, 3, restore_rng=False)
     for a, b in zip(model.netG.state_dict().values(), restored.netG.state_dict().values()):
         assert torch.equal(a, b) and b.device.type == device.type

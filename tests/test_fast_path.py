@@ -142,3 +142,29 @@ def test_speed_options_keep_the_losses(options, tolerance, tiny_config, tiny_bat
             assert b[key] == pytest.approx(a[key], rel=tolerance), key
     for _, layer in spectral_norm_layers(model.netG):  # SN's power iteration state stays float32
         assert layer.weight_u.dtype == torch.float32 and torch.isfinite(layer.weight_u).all()
+
+
+def test_sync_free_blur_matches_the_masked_blur():
+    """The GPU's blur (every sigma on the whole batch, then torch.where) = blurring only the picked samples."""
+    from data.augment import blur_all_select, blur_picked
+    pairs = torch.rand(8, 2, 32, 32) * 2 - 1
+    blur_index = torch.tensor([-1, 0, 1, 2, -1, 2, 0, -1])
+    picked = blur_picked(pairs.clone(), blur_index)
+    selected = blur_all_select(pairs.clone(), blur_index)
+    assert torch.allclose(picked, selected, atol=1e-6)
+    assert torch.equal(selected[blur_index == -1], pairs[blur_index == -1])
+    assert not torch.allclose(selected[1], pairs[1], atol=1e-2)   # a picked sample is blurred
+
+
+def test_benchmark_counts_model_flops_and_knows_gpu_peaks(tiny_config, tiny_batches):
+    import bench
+    assert bench.peak_bf16_tflops("NVIDIA H200") == 989.0 and bench.peak_bf16_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert bench.peak_bf16_tflops("NVIDIA H100 PCIe") == 756.0 and bench.peak_bf16_tflops("Tesla T4") is None
+    flops = {}
+    for ngf in (8, 16):
+        model = TrainingStep(tiny_config(ngf=ngf, ndf=ngf), TrainConfig(), "cpu")
+        model.set_input(*tiny_batches(1)[0])
+        flops[ngf] = bench.flops_per_step(model)
+    # Convolutions dominate and their cost grows with channels squared: doubling widths ~quadruples it.
+    assert 3.0 < flops[16] / flops[8] < 4.5
+    assert bench.count_syncs(lambda: None, torch.device("cpu"), 2) is None

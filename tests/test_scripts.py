@@ -155,7 +155,7 @@ def test_script_errors_are_one_line(experiment, tmp_path, run_script):
                    "no paired images")
 
 
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGUSR1"])
 def test_ctrl_c_and_sigterm_save_a_consistent_checkpoint(experiment, tmp_path, sig, run_script):
     import signal
     import time

@@ -130,7 +130,7 @@ def test_zi2zi_gpu_ids_forms():
     for form in ("cuda:0", "0", ["cuda:0"], ["0"], "0,0"):
         assert gpu_ids_to_device(form) == "cuda:0"
     assert gpu_ids_to_device(["cuda:2"]) == "cuda:2"
-    with pytest.raises(UserError, match="names 2 GPUs; one process trains on one GPU"):
+    with pytest.raises(UserError, match="names 2 GPUs and one process trains on one GPU.*torchrun"):
         gpu_ids_to_device(["cuda:0", "cuda:1"])
     with pytest.raises(UserError, match="--gpu_ids expects GPUs such as cuda:0"):
         gpu_ids_to_device("gpu0")

@@ -98,6 +98,7 @@ class DeviceConfig:
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False        # bit-identical CUDA runs, at some speed
+    sync_bn: bool = False              # BatchNorm statistics over all processes (torchrun)
 
     def __post_init__(self):
         if self.loader not in LOADERS:
@@ -106,6 +107,20 @@ class DeviceConfig:
             raise UserError(f"--amp must be one of {', '.join(AMP_CHOICES)}; got {self.amp!r}")
         if self.num_workers < 0:
             raise UserError(f"--num_workers must be >= 0; got {self.num_workers}")
+
+    def check_sync_bn(self, device, model: ModelConfig, world_size: int) -> None:
+        """--sync_bn takes effect or says why it cannot."""
+        if not self.sync_bn:
+            return
+        if "batch" not in (model.norm_G, model.norm_D):
+            raise UserError(f"--sync_bn: neither network has BatchNorm (--norm_G {model.norm_G} --norm_D "
+                            f"{model.norm_D}), so there is nothing to synchronise; drop --sync_bn")
+        if world_size == 1:
+            raise UserError("--sync_bn synchronises BatchNorm across torchrun processes; this is one process "
+                            "(start it with torchrun --nproc_per_node N) or drop --sync_bn")
+        if device.type != "cuda":
+            raise UserError("--sync_bn needs CUDA: torch has no SyncBatchNorm for the CPU. On CPU processes use "
+                            "--norm_G instance --norm_D none, whose statistics are per sample and need no sync")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -278,7 +293,8 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
          "its median over the last 100 steps (0: off)")
     g = p.add_argument_group("device and speed (this machine's; never taken from a checkpoint)")
     flag(g, DeviceConfig, "device", "cpu, cuda or cuda:N (default: CUDA when available)", type=str)
-    flag(g, DeviceConfig, "gpu_ids", "zi2zi's way to pick the GPU: cuda:0, 0 (one GPU per process)", type=str,
+    flag(g, DeviceConfig, "gpu_ids", "zi2zi's way to pick GPUs: cuda:0, 0; several (0,1) under torchrun, one "
+         "per process", type=str,
          nargs="+")
     flag(g, DeviceConfig, "loader", "fast: decode once, augment batches on the device; pil: zi2zi's per-item path",
          choices=["fast", "pil"])
@@ -286,6 +302,7 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     flag(g, DeviceConfig, "amp", "mixed precision", choices=["off", "bf16", "fp16"])
     flag(g, DeviceConfig, "channels_last", "NHWC activations (faster on tensor cores)")
     flag(g, DeviceConfig, "compile", "torch.compile both networks")
+    flag(g, DeviceConfig, "sync_bn", "under torchrun: BatchNorm statistics over the global batch (CUDA)")
     flag(g, DeviceConfig, "deterministic", "no cuDNN autotuning, no TF32, deterministic algorithms: CUDA runs "
          "and resumes are bit-identical (CPU runs always are)")
     return p

@@ -27,7 +27,9 @@ from model.checkpoint import available_steps, prune_checkpoints, save_checkpoint
 from model.spectral import largest_singular_value
 from utils.errors import UserError
 from utils.images import save_sample_grid
+from utils.distributed import SINGLE, Distributed
 from utils.io import atomic_write_text
+from utils.rng import seed_everything
 
 from .config import Settings
 from .start import Start, apply_start
@@ -43,12 +45,12 @@ def experiment_paths(experiment_dir: str | Path, data_dir: str | None = None,
             "sample": root / "sample", "logs": root / "logs"}
 
 
-def open_batches(train_obj: Path, settings: Settings, device: torch.device):
-    """The training batches, by the fast path or zi2zi's PIL path (`--loader`)."""
+def open_batches(train_obj: Path, settings: Settings, device: torch.device, dist: Distributed = SINGLE):
+    """The training batches (this process's share of them), by the fast path or zi2zi's PIL path (`--loader`)."""
     run, cfg = settings.run, settings.model
     labels = set(run.fine_tune) if run.fine_tune is not None else None
     options = dict(input_nc=cfg.input_nc, augment=run.augment, bold=run.bold, rotate=run.rotate, blur=run.blur,
-                   seed=run.random_seed)
+                   seed=run.random_seed, rank=dist.rank, world_size=dist.world_size)
     if settings.device.loader == "pil":
         return PilBatches(train_obj, run.batch_size, device, num_workers=settings.device.num_workers,
                           labels=labels, **options)
@@ -71,8 +73,13 @@ class RunCollapsed(UserError):
     """--stop_on_collapse: the run looks dead; it ends without saving over what came before."""
 
 
+# Ctrl-C; SIGTERM, which schedulers (and torchrun, passing it on) send before they kill a
+# job; SIGUSR1, which SLURM can be asked to send ahead of the time limit (--signal).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
 class StopRequested(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM arrived; the loop stopped between two steps."""
+    """Ctrl-C, SIGTERM or SIGUSR1 arrived; the loop stopped between two steps."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
@@ -81,7 +88,7 @@ class StopRequested(KeyboardInterrupt):
 
 @contextmanager
 def stop_on_signals(request_stop: Callable[[int], None]):
-    """Ctrl-C and SIGTERM (a scheduler preempting the job) call `request_stop` instead of raising.
+    """Ctrl-C, SIGTERM and SIGUSR1 (a scheduler preempting the job) call `request_stop` instead of raising.
 
     The loop then stops between two steps, so the checkpoint it saves is consistent.
     A second Ctrl-C stops at once, as Python normally does. Outside the main thread
@@ -98,7 +105,7 @@ def stop_on_signals(request_stop: Callable[[int], None]):
         received.append(signum)
         request_stop(signum)
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -112,12 +119,13 @@ class Trainer:
     def __init__(self, model: TrainingStep, settings: Settings, paths: dict[str, Path],
                  start: Start | None = None):
         self.model, self.settings, self.paths = model, settings, paths
+        self.dist = model.dist
         self.run_config = settings.run
         train_obj, val_obj = paths["data"] / "train.obj", paths["data"] / "val.obj"
         if not train_obj.exists():
             raise UserError(f"{train_obj} does not exist: run package.py --save_dir {paths['data']} "
                             f"first, or point --data_dir at the folder holding train.obj")
-        self.batches = open_batches(train_obj, settings, model.device)
+        self.batches = open_batches(train_obj, settings, model.device, self.dist)
         model.config.check_data(str(train_obj), self.batches.image_size, self.batches.labels.unique())
         self.data_labels = sorted(set(self.batches.labels.tolist()))
         self.num_pairs = len(self.batches.labels)
@@ -129,7 +137,11 @@ class Trainer:
         # batches done in the current epoch: saved, so a resumed epoch skips them
         self.batches_done, notes = apply_start(model, start)
         for note in notes:
-            print(note)
+            self.say(note)
+        if self.dist.enabled:
+            # Every rank starts from the same weights (the same seed, then DDP's broadcast);
+            # from here each draws its own dropout and label flips, reproducibly per step.
+            seed_everything(self.run_config.random_seed + 7919 * (self.dist.rank + 1) + model.step)
         # a run fine-tuned from weights alone trains its --epoch budget from the step it starts at
         self.first_step = model.step if start.kind == "weights" else 0
         self.stop_signal: int | None = None
@@ -144,16 +156,20 @@ class Trainer:
         return min(total, self.run_config.max_steps) if self.run_config.max_steps is not None else total
 
     # ------------------------------------------------------------------ outputs
+    def say(self, message: str) -> None:
+        if self.dist.is_main:
+            tqdm.write(message)
+
     def write_config(self) -> None:
         record = {**self.settings.to_dict(),
                   "data": {"train_pairs": self.num_pairs, "labels": self.data_labels,
                            "sample_source": str(self.sample_obj)},
-                  "device": str(self.model.device), "start_step": self.model.step, "torch": torch.__version__,
-                  "command": sys.argv}
+                  "device": str(self.model.device), "processes": self.dist.world_size,
+                  "start_step": self.model.step, "torch": torch.__version__, "command": sys.argv}
         atomic_write_text(self.paths["root"] / "config.json", json.dumps(record, indent=1, ensure_ascii=False) + "\n")
 
     def save_samples(self) -> torch.Tensor:
-        """Write the sample grid of this step; returns the generated glyphs."""
+        """Write the sample grid of this step (rank 0 only); returns the generated glyphs."""
         labels, source, target = self.sample
         fake = self.model.generate(source, labels)
         save_sample_grid(source, target, fake, self.paths["sample"] / f"step_{self.model.step:07d}.png")
@@ -166,7 +182,7 @@ class Trainer:
             return
         step = self.model.step
         self.bar.set_description("COLLAPSED?")
-        tqdm.write(f"warning at step {step}: {message}")
+        self.say(f"warning at step {step}: {message}")
         self.writers.write({"step": step, "event": "collapse", "message": message})
         if self.run_config.stop_on_collapse:
             before = [s for s in available_steps(self.paths["checkpoint"]) if s <= step - self.run_config.collapse_window]
@@ -175,7 +191,10 @@ class Trainer:
                                f"the earlier checkpoints, and {kept} in {self.paths['checkpoint']}")
 
     def save(self) -> None:
-        """Save a checkpoint; a failed save (full disk, read-only folder) says what was lost and what is kept."""
+        """Save a checkpoint (rank 0); a failed save (full disk, read-only folder) says what was lost and what is kept."""
+        self.saved_step = self.model.step
+        if not self.dist.is_main:
+            return
         try:
             save_checkpoint(self.model, self.paths["checkpoint"], run_config=self.run_config.to_dict(),
                             batches_done_in_epoch=self.batches_done)
@@ -183,7 +202,6 @@ class Trainer:
             raise UserError(f"could not save checkpoint step {self.model.step} in {self.paths['checkpoint']} "
                             f"({err.strerror or err}); {self.last_good()}. Free space or fix the folder, then "
                             f"--resume latest") from None
-        self.saved_step = self.model.step
         if self.run_config.keep_last > 0:
             prune_checkpoints(self.paths["checkpoint"], self.run_config.keep_last)
 
@@ -229,10 +247,12 @@ class Trainer:
                   f"(raise --epoch or --max_steps to train further)")
             return None
         self.model.train()
-        self.check_writable()
-        self.write_config()
-        self.writers = LogWriters(self.paths["logs"], self.paths["root"].name, self.model.step)
-        self.bar = tqdm(total=total, initial=self.model.step, unit="step", dynamic_ncols=True)
+        main = self.dist.is_main
+        if main:
+            self.check_writable()
+            self.write_config()
+        self.writers = LogWriters(self.paths["logs"], self.paths["root"].name, self.model.step, enabled=main)
+        self.bar = tqdm(total=total, initial=self.model.step, unit="step", dynamic_ncols=True, disable=not main)
         outcome = "failed"
         try:
             with stop_on_signals(self.request_stop):
@@ -260,8 +280,9 @@ class Trainer:
             self.after_step(stats, window, total)
             if model.step >= total:
                 return
-            if self.stop_signal is not None:
-                raise StopRequested(self.stop_signal)
+            # Every rank stops at the same step, whichever of them got the signal.
+            if self.dist.any(self.stop_signal is not None, model.device):
+                raise StopRequested(self.stop_signal or signal.SIGTERM)
         self.end_epoch()
 
     def after_step(self, stats: dict[str, float], window: StatsWindow, total: int) -> None:
@@ -270,12 +291,15 @@ class Trainer:
         if diverged:
             raise RunDiverged(f"step {step}: {diverged}; training stopped without saving these weights, and "
                               f"{self.last_good()}. Try a lower --lr / --lr_D")
-        if step % run.log_steps == 0 or step == total:
+        if (step % run.log_steps == 0 or step == total) and self.dist.is_main:
             self.writers.write(self.log_record(window))
         self.on_collapse(self.watch.update(stats))
         if step % run.sample_steps == 0:
-            fake = self.save_samples()
-            self.on_collapse(self.watch.blank_samples(ink_share(fake), ink_share(self.sample[2])))
+            blank = None
+            if self.dist.is_main:
+                fake = self.save_samples()
+                blank = self.watch.blank_samples(ink_share(fake), ink_share(self.sample[2]))
+            self.on_collapse(self.dist.from_main(blank, self.model.device))
         if step % run.checkpoint_steps == 0:
             self.save()
 
@@ -285,7 +309,7 @@ class Trainer:
         model.epoch += 1
         if model.epoch % model.train_config.schedule == 0:
             rates = model.update_lr()
-            tqdm.write(f"epoch {model.epoch}: learning rates now G {rates['lr_G']:.6f}, D {rates['lr_D']:.6f}")
+            self.say(f"epoch {model.epoch}: learning rates now G {rates['lr_G']:.6f}, D {rates['lr_D']:.6f}")
 
     def shutdown(self, outcome: str) -> None:
         """The one way out: close the bar, save unless the run failed, close the logs, draw the curves.
@@ -297,11 +321,13 @@ class Trainer:
         try:
             if outcome != "failed" and self.saved_step != self.model.step:
                 self.save()
-            if outcome == "finished" and self.sampled_step != self.model.step:
+            if outcome == "finished" and self.sampled_step != self.model.step and self.dist.is_main:
                 self.save_samples()
         finally:
             self.writers.close()
-        if outcome == "interrupted":
+        if outcome != "failed":
+            self.dist.barrier()   # the checkpoint is on disk before any process exits
+        if outcome == "interrupted" and self.dist.is_main:
             signal_name = signal.Signals(self.stop_signal or signal.SIGINT).name
             print(f"stopped by {signal_name}: checkpoint saved at step {self.model.step} in "
                   f"{self.paths['checkpoint']}; continue with --resume latest")

@@ -41,9 +41,15 @@ def progress_postfix(stats: dict[str, float], epoch: int) -> dict[str, str]:
 
 
 class LogWriters:
-    """train.jsonl (append-only, cut back to the resumed step), TensorBoard if installed, losses.png."""
+    """train.jsonl (append-only, cut back to the resumed step), TensorBoard if installed, losses.png.
 
-    def __init__(self, logs_dir: Path, run_name: str, resume_step: int):
+    `enabled=False` (every process but rank 0 under torchrun) writes nothing.
+    """
+
+    def __init__(self, logs_dir: Path, run_name: str, resume_step: int, enabled: bool = True):
+        self.enabled = enabled
+        if not enabled:
+            return
         self.jsonl_path = logs_dir / "train.jsonl"
         self.plot_path = logs_dir / "losses.png"
         self.run_name = run_name
@@ -52,6 +58,8 @@ class LogWriters:
         self.tensorboard = _tensorboard(logs_dir / "tensorboard")
 
     def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
         self.jsonl.write(record)
         if self.tensorboard is not None:
             for k, v in record.items():
@@ -59,6 +67,8 @@ class LogWriters:
                     self.tensorboard.add_scalar(k, v, record["step"])
 
     def close(self) -> None:
+        if not self.enabled:
+            return
         self.jsonl.close()
         if self.tensorboard is not None:
             self.tensorboard.close()

@@ -21,6 +21,7 @@ from model.losses import BinaryLoss, CategoryLoss
 from model.networks import build_discriminator, build_generator
 from model.spectral import reuse_spectral_norm, spectral_norm_layers
 from utils.device import AMP_DTYPES, autocast, effective_amp
+from utils.distributed import SINGLE, Distributed
 from utils.errors import UserError
 from utils.rng import capture_rng_state, restore_rng_state
 
@@ -50,11 +51,20 @@ class TrainingStep:
     gradient scaler per network; the SN power iteration stays in float32);
     `channels_last` stores activations NHWC; `compile` runs both networks through
     torch.compile. The plain modules `netG`/`netD` are what gets saved.
+
+    Under torchrun (`dist` with several processes) each network is wrapped in
+    DistributedDataParallel for the updates that train it: D's wrapper serves the D
+    step and G's the G step, while G's step runs D's plain module (D gets no gradient
+    there, so its wrapper must not expect one). Gradients are averaged over the
+    processes and the statistics returned are means over them, so N processes with
+    batch B/N each train like one process with batch B. `sync_bn` turns BatchNorm
+    into SyncBatchNorm (CUDA only: torch has no CPU kernel for it).
     """
 
     def __init__(self, config: ModelConfig, train_config: TrainConfig | None = None,
                  device: str | torch.device = "cpu", amp: str = "off",
-                 channels_last: bool = False, compile: bool = False):
+                 channels_last: bool = False, compile: bool = False, dist: Distributed = SINGLE,
+                 sync_bn: bool = False):
         # config: architecture (saved with every checkpoint); train_config: losses and optimiser.
         self.config = config
         self.train_config = train_config or TrainConfig()
@@ -66,9 +76,10 @@ class TrainingStep:
         tc = self.train_config
         self.netG = build_generator(config).to(self.device, memory_format=self.memory_format)
         self.netD = build_discriminator(config).to(self.device, memory_format=self.memory_format)
-        # Compiled callables share parameters with netG/netD; the plain modules are saved.
-        self.G = torch.compile(self.netG) if compile else self.netG
-        self.D = torch.compile(self.netD) if compile else self.netD
+        self.dist = dist
+        if sync_bn:
+            self.netG = nn.SyncBatchNorm.convert_sync_batchnorm(self.netG)
+            self.netD = nn.SyncBatchNorm.convert_sync_batchnorm(self.netD)
         self.sn_layers_G = [m for _, m in spectral_norm_layers(self.netG)]
         self.sn_layers_D = [m for _, m in spectral_norm_layers(self.netD)]
         self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
@@ -81,12 +92,33 @@ class TrainingStep:
         if tc.freeze_encoder:
             for p in self.netG.encoder_parameters():
                 p.requires_grad_(False)
+        self._wrap(compile)
         self.category_loss = CategoryLoss(config.embedding_num)
         self.real_binary_loss = BinaryLoss(True)
         self.fake_binary_loss = BinaryLoss(False)
         self.step = 0
         self.epoch = 0
         self.train()
+
+    def _wrap(self, compile: bool) -> None:
+        """The callables that run the networks; they share parameters with netG/netD, which are saved.
+
+        G / D: the training forwards (DDP-wrapped under torchrun); G_eval: sampling and
+        inference, never wrapped, so rank 0 can sample alone; D_in_G_step: D without its
+        DDP wrapper, for G's update, where D's parameters get no gradient.
+        """
+        G_train, D_train = self.netG, self.netD
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # Both networks use every parameter in every training forward (measured: no
+            # "unused parameters" error), so find_unused_parameters stays off and costs nothing.
+            G_train = DDP(self.netG, device_ids=ids)
+            D_train = DDP(self.netD, device_ids=ids)
+        wrap = torch.compile if compile else (lambda module: module)
+        self.G, self.D = wrap(G_train), wrap(D_train)
+        self.G_eval = wrap(self.netG) if self.dist.enabled else self.G
+        self.D_in_G_step = wrap(self.netD) if self.dist.enabled else self.D
 
     # ----------------------------------------------------------------- inputs
     def train(self, mode: bool = True) -> None:
@@ -162,14 +194,14 @@ class TrainingStep:
 
     def _loss_G(self) -> dict:
         tc = self.train_config
-        fake_logits, fake_category = self.D(self.pair(self.fake_B))
+        fake_logits, fake_category = self.D_in_G_step(self.pair(self.fake_B))
         const_loss = tc.Lconst_penalty * F.mse_loss(self.encoded_real_A, self.encoded_fake_B)
         l1_loss = tc.L1_penalty * F.l1_loss(self.fake_B, self.real_B)
         fake_category_loss = tc.Lcategory_penalty * self.category_loss(fake_category, self.labels)
         cheat_loss = self.real_binary_loss(fake_logits)
         g_loss = cheat_loss + l1_loss + fake_category_loss + const_loss
         if tc.flip_labels:
-            flip_logits, flip_category = self.D(self.pair(self.fake_flipped))
+            flip_logits, flip_category = self.D_in_G_step(self.pair(self.fake_flipped))
             g_loss = (g_loss + self.real_binary_loss(flip_logits)
                       + tc.Lcategory_penalty * self.category_loss(flip_category, self.flipped_labels)
                       + tc.Lconst_penalty * F.mse_loss(self.encoded_real_A, self.encoded_fake_flipped))
@@ -201,9 +233,10 @@ class TrainingStep:
         set_requires_grad(self.netD, True)
         self.step += 1
         self.last_stats = stats  # the tensors, for callers that want them (zi2zi's API returns tensors)
-        # One device sync per iteration: every statistic comes back together.
+        # One device sync per iteration: every statistic comes back together (under
+        # torchrun as the mean over the processes, so every rank sees the same numbers).
         names = list(stats)
-        values = torch.stack([stats[n].float().reshape(()) for n in names]).tolist()
+        values = self.dist.mean(torch.stack([stats[n].float().reshape(()) for n in names])).tolist()
         result = dict(zip(names, values))
         bad = [n for n in ("d_loss", "g_loss") if not math.isfinite(result[n])]
         if bad:
@@ -216,7 +249,7 @@ class TrainingStep:
     def generate(self, real_A: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Generator output in eval mode (no dropout, running BN statistics), on the CPU."""
         self.check_labels(labels)
-        return generate(self.G, real_A, labels, len(real_A), self.device, self.amp, progress=False)
+        return generate(self.G_eval, real_A, labels, len(real_A), self.device, self.amp, progress=False)
 
     # ------------------------------------------------------------ schedule
     @property

@@ -72,7 +72,7 @@ class Zi2ZiModel(TrainingStep):
     def sample(self, batch, basename) -> None:
         """zi2zi's picture of a batch (labels, target, source): `basename/{label}/{i}.png`, generated | target, RGB."""
         labels, target, source = batch[0], batch[1], batch[2]
-        fake = generate(self.G, source, labels, len(labels), self.device, self.amp, progress=False)
+        fake = generate(self.G_eval, source, labels, len(labels), self.device, self.amp, progress=False)
         for i, (label, picture) in enumerate(zip(labels.tolist(), torch.cat([fake, target.float().cpu()], 3))):
             folder = Path(basename) / str(label)
             folder.mkdir(parents=True, exist_ok=True)

@@ -6,12 +6,8 @@ import torch
 from .errors import UserError
 
 
-def gpu_ids_to_device(gpu_ids) -> str:
-    """zi2zi's --gpu_ids in any of its forms (`cuda:0`, `0`, `0,1`, several values) -> one device name.
-
-    One process trains on one GPU; several GPUs are an error that says so rather than a
-    run that quietly uses the first.
-    """
+def parse_gpu_ids(gpu_ids) -> list[int]:
+    """zi2zi's --gpu_ids in any of its forms (`cuda:0`, `0`, `0,1`, several values) -> GPU numbers."""
     values = [gpu_ids] if isinstance(gpu_ids, str) else list(gpu_ids)
     ids = [part.strip() for value in values for part in str(value).split(",") if part.strip()]
     numbers = []
@@ -19,10 +15,22 @@ def gpu_ids_to_device(gpu_ids) -> str:
         number = gpu[5:] if gpu.startswith("cuda:") else gpu
         if not number.isdigit():
             raise UserError(f"--gpu_ids expects GPUs such as cuda:0, 0 or 0,1; got {' '.join(values)!r}")
-        numbers.append(int(number))
-    if len(set(numbers)) > 1:
-        raise UserError(f"--gpu_ids {' '.join(values)} names {len(set(numbers))} GPUs; one process trains on one "
-                        f"GPU here: pass one (e.g. --gpu_ids cuda:{numbers[0]})")
+        if int(number) not in numbers:
+            numbers.append(int(number))
+    return numbers
+
+
+def gpu_ids_to_device(gpu_ids) -> str:
+    """--gpu_ids -> one device name. One process trains on one GPU; several GPUs are an
+    error that gives the torchrun command training on all of them, rather than a run
+    that quietly uses the first."""
+    numbers = parse_gpu_ids(gpu_ids)
+    if len(numbers) > 1:
+        import sys
+
+        from .distributed import torchrun_command
+        raise UserError(f"--gpu_ids names {len(numbers)} GPUs and one process trains on one GPU; train on all of "
+                        f"them with one process each: {torchrun_command(numbers, sys.argv)}")
     return f"cuda:{numbers[0]}"
 
 

@@ -1,0 +1,202 @@
+"""Several processes (torchrun, DDP) train like one: data shards, losses, SN state, signals, resume."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from data.loader import BatchIterator, PairBank, PilBatches
+from model import ModelConfig, TrainConfig
+from model.spectral import spectral_norm_layers
+from training.step import TrainingStep
+from utils.distributed import Distributed, process_device, torchrun_command
+from utils.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = "zi2zi_pytorch_sample.obj"
+STEPS = 3   # the 24 sample pairs make 3 global batches of 8
+# Per-sample norms only (instance in G, none in D) and no dropout: a batch split over
+# processes then computes exactly what the whole batch computes, up to float rounding.
+EQUIVALENT = dict(input_nc=1, embedding_num=4, embedding_dim=16, ngf=8, ndf=8, image_size=64, norm_G="instance",
+                  norm_D="none", use_dropout=False, sn_generator=True, sn_discriminator=True)
+
+
+def shrink(batch, size=64):
+    """The 256 px sample pairs at 64 px, so the networks stay tiny."""
+    labels, source, target = batch
+    resize = lambda x: torch.nn.functional.interpolate(x, size=(size, size), mode="area")  # noqa: E731
+    return labels, resize(source), resize(target)
+
+
+def train_steps(ctx: Distributed, obj: Path, config: dict, batch_size: int) -> dict:
+    torch.manual_seed(0)
+    model = TrainingStep(ModelConfig(**config), TrainConfig(), "cpu", dist=ctx)
+    batches = BatchIterator(PairBank.from_obj(obj), batch_size, "cpu", augment=True, rotate=True, blur=True, seed=3,
+                            rank=ctx.rank, world_size=ctx.world_size)
+    source = batches.epoch(0)
+    losses = [model.train_step(*shrink(next(source))) for _ in range(STEPS)]
+    return {"losses": losses,
+            "u": {name: m.weight_u.clone() for net in (model.netG, model.netD) for name, m in spectral_norm_layers(net)},
+            "G": {k: v.clone() for k, v in model.netG.state_dict().items()}}
+
+
+def _worker(rank: int, world: int, store: str, obj: str, config: dict, batch_size: int, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        torch.save(train_steps(Distributed(rank, world, rank), Path(obj), config, batch_size), f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def run_processes(tmp_path: Path, obj: Path, config: dict, batch_size: int, world: int = 2) -> list[dict]:
+    out = tmp_path / "result"
+    mp.spawn(_worker, args=(world, str(tmp_path / "store"), str(obj), config, batch_size, str(out)), nprocs=world)
+    return [torch.load(f"{out}.{rank}", weights_only=False) for rank in range(world)]
+
+
+def test_two_processes_with_half_batches_train_like_one_process(reference_dir, tmp_path):
+    """2 processes x batch 4 = 1 process x batch 8, step for step.
+
+    Tolerance, over 3 steps: relative 1e-4 on d_loss, g_loss, l1_loss and category_loss,
+    5e-3 on const_loss. The runs differ only in the order float32 sums are taken (a
+    gradient averaged over two halves vs summed over the whole batch; ~1e-7 relative),
+    and Adam's first steps move every weight by about +-lr whatever its gradient's size,
+    so weights whose gradient is near zero move differently. Measured here: at most
+    4e-5 on the four, 1.3e-3 on const_loss, which is the distance of two nearly equal
+    encodings and so magnifies that rounding. Unsynchronised gradients (each rank
+    learning from its half) miss these bounds by orders of magnitude.
+    """
+    one = train_steps(Distributed(), reference_dir / SAMPLE, EQUIVALENT, 8)
+    ranks = run_processes(tmp_path, reference_dir / SAMPLE, EQUIVALENT, 8)
+    for rank in ranks:
+        assert rank["losses"] == ranks[0]["losses"]   # every rank reports the same (averaged) numbers
+    for step, (a, b) in enumerate(zip(one["losses"], ranks[0]["losses"])):
+        for key in ("d_loss", "g_loss", "l1_loss", "category_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (step, key)
+        assert b["const_loss"] == pytest.approx(a["const_loss"], rel=5e-3), step
+    for name, u in ranks[0]["u"].items():   # SN's power-iteration state is the same on every rank
+        assert torch.equal(u, ranks[1]["u"][name]), name
+    for key, w in ranks[0]["G"].items():
+        assert torch.equal(w, ranks[1]["G"][key]), key
+
+
+def test_batchnorm_and_label_flips_train_under_ddp_with_identical_sn_state(reference_dir, tmp_path):
+    """zi2zi's defaults (BatchNorm, dropout) with SN on both networks: the generator's two
+    forward passes and D's frozen pass in G's step raise no DDP error, and u / v and the
+    weights stay identical across ranks."""
+    config = dict(EQUIVALENT, norm_G="batch", norm_D="batch", use_dropout=True)
+    ranks = run_processes(tmp_path, reference_dir / SAMPLE, config, 8)
+    for name, u in ranks[0]["u"].items():
+        assert torch.equal(u, ranks[1]["u"][name]), name
+    for key, w in ranks[0]["G"].items():
+        if "running" not in key and "num_batches" not in key:   # BN statistics are per rank (no --sync_bn)
+            assert torch.equal(w, ranks[1]["G"][key]), key
+
+
+def test_shards_of_a_global_batch_are_the_one_process_batch(reference_dir):
+    bank = PairBank.from_obj(reference_dir / SAMPLE)
+    options = dict(augment=True, bold=True, rotate=True, blur=True, seed=5)
+    whole = list(BatchIterator(bank, 8, "cpu", **options).epoch(1))
+    shards = [list(BatchIterator(bank, 8, "cpu", rank=r, world_size=2, **options).epoch(1)) for r in range(2)]
+    assert len(whole) == len(shards[0]) == len(shards[1]) == 3
+    for i, batch in enumerate(whole):   # same pairs, same augmentation, split in two halves
+        for part in range(3):
+            assert torch.equal(batch[part], torch.cat([shards[0][i][part], shards[1][i][part]]))
+    resumed = list(BatchIterator(bank, 8, "cpu", rank=1, world_size=2, **options).epoch(1, start_batch=2))
+    assert all(torch.equal(a, b) for a, b in zip(resumed[0], shards[1][2]))
+
+
+def test_pil_loader_shards_like_the_fast_one(reference_dir):
+    obj = reference_dir / SAMPLE
+    whole = list(PilBatches(obj, 8, "cpu", augment=False, seed=2).epoch(0))
+    shards = [list(PilBatches(obj, 8, "cpu", augment=False, seed=2, rank=r, world_size=2).epoch(0)) for r in range(2)]
+    fast = list(BatchIterator(PairBank.from_obj(obj), 8, "cpu", augment=False, seed=2).epoch(0))
+    for i, batch in enumerate(whole):
+        assert torch.equal(batch[0], fast[i][0])   # the same order as the fast loader
+        for part in range(3):
+            assert torch.equal(batch[part], torch.cat([shards[0][i][part], shards[1][i][part]]))
+
+
+def test_global_batch_must_split_evenly_and_be_full(reference_dir):
+    bank = PairBank.from_obj(reference_dir / SAMPLE)   # 24 pairs
+    with pytest.raises(UserError, match="--batch_size 6 is the global batch.*multiple of 4"):
+        BatchIterator(bank, 6, "cpu", world_size=4)
+    with pytest.raises(UserError, match="24 pairs, fewer than --batch_size 32"):
+        BatchIterator(bank, 32, "cpu", world_size=2)
+
+
+def test_several_gpu_ids_print_the_torchrun_command(monkeypatch):
+    from utils.device import gpu_ids_to_device
+    monkeypatch.setattr(sys, "argv", ["train.py", "--experiment_dir", "exp", "--gpu_ids", "0,1", "--sn-discriminator"])
+    with pytest.raises(UserError) as err:
+        gpu_ids_to_device(["0,1"])
+    assert ("CUDA_VISIBLE_DEVICES=0,1 torchrun --standalone --nproc_per_node 2 train.py --experiment_dir exp "
+            "--sn-discriminator --device cuda") in str(err.value)
+    assert torchrun_command([2, 3], ["train.py", "--gpu_ids", "2", "3", "--batch_size", "64"]) == (
+        "CUDA_VISIBLE_DEVICES=2,3 torchrun --standalone --nproc_per_node 2 train.py --batch_size 64 --device cuda")
+
+
+def test_each_process_takes_its_own_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    ctx = Distributed(rank=3, world_size=4, local_rank=1)   # second node, second process
+    assert process_device(None, None, ctx) == "cuda:1" and process_device("cuda", None, ctx) == "cuda:1"
+    assert process_device(None, ("4,6",), ctx) == "cuda:6"
+    assert process_device("cpu", None, ctx) == "cpu"
+    with pytest.raises(UserError, match="--device cuda:0 under torchrun"):
+        process_device("cuda:0", None, ctx)
+    with pytest.raises(UserError, match="names 3 GPUs but torchrun started 2"):
+        process_device(None, ("0,1,2",), ctx)
+
+
+def test_sync_bn_takes_effect_or_says_why(tiny_config):
+    from training.config import DeviceConfig
+    device = DeviceConfig(sync_bn=True)
+    with pytest.raises(UserError, match="neither network has BatchNorm"):
+        device.check_sync_bn(torch.device("cuda"), tiny_config(norm_G="instance", norm_D="none"), 2)
+    with pytest.raises(UserError, match="this is one process"):
+        device.check_sync_bn(torch.device("cuda"), tiny_config(), 1)
+    with pytest.raises(UserError, match="needs CUDA"):
+        device.check_sync_bn(torch.device("cpu"), tiny_config(), 2)
+    device.check_sync_bn(torch.device("cuda"), tiny_config(), 2)   # BatchNorm, CUDA, 2 processes: fine
+    model = TrainingStep(tiny_config(), TrainConfig(), "cpu", sync_bn=True)
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.netG.modules())
+
+
+@pytest.mark.slow
+def test_torchrun_trains_stops_on_sigterm_and_resumes_on_one_process(reference_dir, tmp_path, run_script):
+    exp = tmp_path / "ddp"
+    (exp / "data").mkdir(parents=True)
+    (exp / "data" / "train.obj").write_bytes((reference_dir / SAMPLE).read_bytes())
+    args = ["--experiment_dir", exp, "--embedding_num", 4, "--ngf", 8, "--ndf", 8, "--batch_size", 8,
+            "--epoch", 100000, "--log_steps", 1, "--sample_steps", 1000, "--checkpoint_steps", 1000, "--device", "cpu",
+            "--sn-discriminator", "--norm_D", "none"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.Popen([*torchrun, str(ROOT / "train.py"), *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = exp / "logs" / "train.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
+        time.sleep(0.2)
+    logged = log.read_text().count("\n")
+    proc.send_signal(signal.SIGTERM)   # as a scheduler preempting the job: torchrun passes it on
+    out, err = proc.communicate(timeout=180)
+    assert "stopped by SIGTERM: checkpoint saved at step" in out, err
+    steps = sorted(int(p.name.split("_")[0]) for p in (exp / "checkpoint").glob("*_state.pth"))
+    assert len(steps) == 1 and steps[0] >= logged   # at most the step in flight when the signal came
+    state = torch.load(exp / "checkpoint" / f"{steps[0]}_state.pth", weights_only=True)
+    assert state["epoch"] * 3 + state["batches_done_in_epoch"] == state["step"]   # 24 pairs: 3 batches of 8
+    rows = [line for line in log.read_text().splitlines() if '"event"' not in line]
+    assert len(rows) == steps[0]   # rank 0 alone wrote the log: one line per step
+    resumed = run_script("train.py", "--experiment_dir", exp, "--resume", "latest", "--max_steps", steps[0] + 2,
+                         "--device", "cpu")
+    assert f"resuming step {steps[0]}" in resumed.stdout and f"done at step {steps[0] + 2}" in resumed.stdout
