@@ -3,7 +3,7 @@
     python compare.py --run experiments/plain=noSN --run experiments/sn:4000=SN \
         --val_obj experiments/plain/data/val.obj --out_dir reports/sn_vs_plain
 
-Each --run is DIR[:STEP][=NAME] (STEP defaults to latest). The architecture of every
+Each --run is DIR[:STEP][=NAME] (STEP: a number, latest (default) or best). The architecture of every
 run comes from its checkpoint. The evaluation set is a val.obj (ideally characters
 held out from training: package.py --split_by char) or is rendered from fonts:
 --src_font plus --dst_font LABEL=FONT for each style, over --charset.
@@ -31,7 +31,7 @@ from utils.errors import UserError
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", action="append", required=True, help="DIR[:STEP][=NAME]; give two or more")
+    p.add_argument("--run", action="append", required=True, help="DIR[:STEP][=NAME], STEP a number, latest or best; give two or more")
     p.add_argument("--val_obj", help="evaluation pairs (.obj)")
     p.add_argument("--src_font", help="render the evaluation set: source font")
     p.add_argument("--dst_font", action="append", default=[], help="LABEL=FONT, once per style")

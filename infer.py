@@ -43,7 +43,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--experiment_dir", help="experiment folder (its checkpoint/ is used)")
     p.add_argument("--checkpoint_dir", help="folder with {step}_net_G.pth (default: experiment_dir/checkpoint)")
-    p.add_argument("--resume", default="latest", help="checkpoint step to use, or 'latest'")
+    p.add_argument("--resume", default="latest", help="checkpoint step to use, 'latest', or 'best' (runs trained "
+                   "with --keep_best)")
     p.add_argument("--save_dir", help="output folder (default: experiment_dir/infer/{step}; "
                                       "experiment_dir/infer with --layout zi2zi)")
     p.add_argument("--layout", choices=["ours", "zi2zi"], default="ours",

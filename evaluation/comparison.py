@@ -25,8 +25,8 @@ from model.inference import generate
 from utils.errors import UserError
 from utils.logs import read_jsonl
 
-from .metrics import (METRICS, PairedDifference, collapse_measures, is_collapsed, label_sensitivity,
-                      paired_bootstrap, per_sample_metrics, stability_measures, to_unit)
+from .metrics import (METRICS, PairedDifference, is_collapsed, label_sensitivity, paired_bootstrap, score_outputs,
+                      stability_measures, to_unit)
 
 
 @dataclass
@@ -41,13 +41,13 @@ class RunSpec:
 
     @classmethod
     def parse(cls, text: str) -> "RunSpec":
-        """`DIR[:STEP][=NAME]`, e.g. `experiments/sn:4000=SN` or `experiments/plain`."""
+        """`DIR[:STEP][=NAME]`, e.g. `experiments/sn:4000=SN`, `experiments/sn:best` or `experiments/plain`."""
         name = None
         if "=" in text:
             text, name = text.rsplit("=", 1)
         step = "latest"
         head, sep, tail = text.rpartition(":")
-        if sep and (tail == "latest" or tail.isdigit()):
+        if sep and (tail in ("latest", "best") or tail.isdigit()):
             text, step = head, tail
         path = Path(text)
         if not path.is_dir():
@@ -143,9 +143,7 @@ def evaluate_checkpoint(run: RunSpec, step, evalset: EvalSet, device, batch_size
         return generate(netG, sources, labels, batch_size, device, progress=False)
 
     fake = outputs(evalset.sources, evalset.labels)
-    fake_u, real_u = to_unit(fake), to_unit(evalset.targets)
-    result = CheckpointResult(step, config, fake, per_sample_metrics(fake_u, real_u),
-                              collapse_measures(fake_u, real_u, evalset.labels))
+    result = CheckpointResult(step, config, fake, *score_outputs(fake, evalset.targets, evalset.labels))
     if evalset.groups:
         firsts = [g[0] for g in evalset.groups]
         all_labels = sorted(set(evalset.labels.tolist()))

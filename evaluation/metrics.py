@@ -54,6 +54,24 @@ def per_sample_metrics(fake: torch.Tensor, real: torch.Tensor) -> dict[str, torc
     }
 
 
+def score_outputs(fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Generated vs real glyphs in [-1, 1]: per-sample metrics and the collapse measures.
+
+    The one scoring used by the A/B report (compare.py) and by validation during training.
+    """
+    fake_u, real_u = to_unit(fake), to_unit(real)
+    return per_sample_metrics(fake_u, real_u), collapse_measures(fake_u, real_u, labels)
+
+
+def held_out_record(fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Mean metrics and diversity as `val_*` values for the training log."""
+    per_sample, collapse = score_outputs(fake, real, labels)
+    record = {f"val_{name}": values.mean().item() for name, values in per_sample.items()}
+    record.update({f"val_{k}": collapse[k] for k in ("diversity_ratio", "near_duplicate_rate")})
+    return record
+
+
 @dataclass
 class PairedDifference:
     mean: float

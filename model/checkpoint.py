@@ -13,6 +13,7 @@ and shapes against the model and says which flag disagrees instead of loading pa
 from __future__ import annotations
 
 import copy
+import json
 import os
 import pickle
 import re
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from utils.errors import UserError
-from utils.io import atomic_torch_save
+from utils.io import atomic_torch_save, atomic_write_text
 
 from .config import ModelConfig, check_given_flags, expand_norm_flags
 from .networks import build_generator
@@ -77,18 +78,53 @@ def available_steps(ckpt_dir: str | Path, complete: bool = False) -> list[int]:
     return steps
 
 
+BEST_FILE = "best.json"   # in the checkpoint folder: {"step", "metric", "value", "higher_is_better"}
+
+
+def read_best(ckpt_dir: str | Path) -> dict | None:
+    """The best-checkpoint pointer written under --keep_best, or None."""
+    path = Path(ckpt_dir) / BEST_FILE
+    if not path.exists():
+        return None
+    try:
+        best = json.loads(path.read_text(encoding="utf-8"))
+        int(best["step"]), float(best["value"]), str(best["metric"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} is damaged ({err}); delete it, and the next evaluation under --keep_best "
+                              f"writes it again") from None
+    return best
+
+
+def write_best(ckpt_dir: str | Path, step: int, metric: str, value: float, higher_is_better: bool) -> None:
+    record = {"step": step, "metric": metric, "value": value, "higher_is_better": higher_is_better}
+    atomic_write_text(Path(ckpt_dir) / BEST_FILE, json.dumps(record) + "\n")
+
+
+def forget_best(ckpt_dir: str | Path) -> None:
+    (Path(ckpt_dir) / BEST_FILE).unlink(missing_ok=True)
+
+
 def resolve_step(ckpt_dir: str | Path, step: str | int, complete: bool = False) -> int:
-    """`latest` or a step number -> a step that exists in `ckpt_dir`."""
+    """`latest`, `best` (under --keep_best) or a step number -> a step that exists in `ckpt_dir`."""
     steps = available_steps(ckpt_dir, complete)
     what = "complete checkpoint (G, D and state files)" if complete else "checkpoint"
     if not steps:
         raise CheckpointError(f"no {what} in {ckpt_dir}; check --experiment_dir / --checkpoint_dir")
     if str(step) == "latest":
         return newest_readable(ckpt_dir, steps)
+    if str(step) == "best":
+        best = read_best(ckpt_dir)
+        if best is None:
+            raise CheckpointError(f"no {BEST_FILE} in {ckpt_dir}: 'best' exists for runs trained with --keep_best "
+                                  f"METRIC (and a val.obj); use 'latest' or a step number")
+        if int(best["step"]) not in steps:
+            raise CheckpointError(f"{Path(ckpt_dir) / BEST_FILE} points at step {best['step']}, which is not in "
+                                  f"{ckpt_dir}; use 'latest' or a step number")
+        return int(best["step"])
     try:
         step = int(step)
     except ValueError:
-        raise CheckpointError(f"--resume expects a step number or 'latest'; got {step!r}") from None
+        raise CheckpointError(f"--resume expects a step number, 'latest' or 'best'; got {step!r}") from None
     if step not in steps:
         raise CheckpointError(f"no {what} for step {step} in {ckpt_dir}; available: "
                               f"{', '.join(map(str, steps[-10:]))}")
@@ -323,9 +359,10 @@ def load_checkpoint(model: "TrainingStep", ckpt_dir: str | Path, step: int, rest
 
 
 def prune_checkpoints(ckpt_dir: str | Path, keep_last: int) -> list[int]:
-    """Delete all but the newest `keep_last` checkpoints; returns the deleted steps."""
+    """Delete all but the newest `keep_last` checkpoints, and the best one; returns the deleted steps."""
     steps = available_steps(ckpt_dir)
-    doomed = steps[:-keep_last] if keep_last > 0 else []
+    best = read_best(ckpt_dir)
+    doomed = [s for s in (steps[:-keep_last] if keep_last > 0 else []) if best is None or s != int(best["step"])]
     for step in doomed:
         for path in checkpoint_files(ckpt_dir, step).values():
             path.unlink(missing_ok=True)

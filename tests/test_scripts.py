@@ -64,14 +64,16 @@ def test_train_resume_infer_end_to_end(experiment, run_script):
     assert (ckpt / "6_net_G.pth").exists() and (ckpt / "6_state.pth").exists()
     state = torch.load(ckpt / "6_state.pth", weights_only=True)
     assert state["step"] == 6 and state["model_config"]["sn_generator"] is True
-    steps = [json.loads(line)["step"] for line in (experiment / "logs" / "train.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 5, 6]
-    log = json.loads((experiment / "logs" / "train.jsonl").read_text().splitlines()[-1])
+    rows = [json.loads(line) for line in (experiment / "logs" / "train.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val_l1" not in r] == [1, 2, 3, 4, 5, 6]
+    # held-out metrics with each checkpoint (the default --eval_steps), before and after the resume
+    assert [r["step"] for r in rows if "val_l1" in r] == [2, 4, 6]
+    log = [r for r in rows if "val_l1" not in r][-1]
     for key in ("d_loss", "g_loss", "l1_loss", "const_loss", "category_loss", "cheat_loss", "d_real_prob",
                 "d_fake_prob", "lr_G", "lr_D", "g_grad_norm", "d_grad_norm", "img_per_s", "sigma_G", "sigma_D"):
         assert key in log, key
     assert Image.open(experiment / "sample" / "step_0000006.png").size[0] > 3 * 32
-    rows = [json.loads(line) for line in (experiment / "logs" / "train.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "val_l1" not in r]
     assert [r["lr_D"] for r in rows] == [0.001] * 4 + [0.003] * 2   # the new rate took effect at the resume
     assert all(r["lr_G"] == 0.001 for r in rows)
     config = json.loads((experiment / "config.json").read_text())
@@ -182,6 +184,44 @@ def test_ctrl_c_and_sigterm_save_a_consistent_checkpoint(experiment, tmp_path, s
     resumed = run_script("train.py", "--experiment_dir", exp, "--resume", "latest", "--max_steps", steps[0] + 1,
                      "--device", "cpu")
     assert f"resuming step {steps[0]}" in resumed.stdout
+
+
+def test_validation_during_training_and_the_best_checkpoint(experiment, tmp_path, run_script):
+    exp = tmp_path / "best"
+    common = ["--data_dir", experiment / "data", "--device", "cpu"]
+    run_script("train.py", "--experiment_dir", exp, *common, "--image_size", 32, "--ngf", 8, "--ndf", 8,
+               "--embedding_num", 2, "--batch_size", 4, "--max_steps", 8, "--log_steps", 4, "--checkpoint_steps", 3,
+               "--eval_steps", 2, "--eval_count", 6, "--keep_best", "l1", "--keep_last", 1,
+               "--sn-discriminator", "--norm_D", "none")
+    rows = [json.loads(line) for line in (exp / "logs" / "train.jsonl").read_text().splitlines()]
+    val = {r["step"]: r for r in rows if "val_l1" in r}
+    assert sorted(val) == [2, 4, 6, 8]
+    for r in val.values():
+        assert 0 < r["val_l1"] < 1 and -1 <= r["val_ssim"] <= 1 and 0 <= r["val_ink_iou"] <= 1
+        assert {"val_rmse", "val_psnr", "val_diversity_ratio", "val_near_duplicate_rate", "val_seconds"} <= set(r)
+    best = json.loads((exp / "checkpoint" / "best.json").read_text())
+    best_step = min(val, key=lambda s: val[s]["val_l1"])
+    assert best["step"] == best_step and best["value"] == val[best_step]["val_l1"] and best["metric"] == "l1"
+    ckpt_steps = sorted(int(p.name.split("_")[0]) for p in (exp / "checkpoint").glob("*_state.pth"))
+    assert ckpt_steps == sorted({best_step, 8})   # --keep_last 1 keeps the newest, and the best too
+    # the same metrics as compare.py's report, from the same code
+    report = tmp_path / "report"
+    run_script("compare.py", "--run", f"{exp}:best=best", "--run", f"{exp}:latest=last", "--val_obj",
+               experiment / "data" / "val.obj", "--out_dir", report, "--device", "cpu", "--checkpoints", 0)
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["runs"][0]["step"] == best_step
+    out = run_script("infer.py", "--experiment_dir", exp, "--resume", "best", "--src_font", SRC, "--src_txt", "永",
+                     "--label", 0, "--save_dir", tmp_path / "inf", "--device", "cpu")
+    assert f"step {best_step}" in out.stdout
+    resumed = run_script("train.py", "--experiment_dir", exp, "--resume", "best", "--max_steps", best_step + 1,
+                         "--device", "cpu")
+    assert f"resuming step {best_step}" in resumed.stdout
+    no_val = tmp_path / "no_val"
+    no_val.mkdir()
+    (no_val / "train.obj").write_bytes((experiment / "data" / "train.obj").read_bytes())
+    one_line_error(run_script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", no_val, "--image_size", 32,
+                              "--embedding_num", 2, "--keep_best", "ssim", "--device", "cpu", check=False),
+                   "--keep_best needs held-out pairs, and .*val.obj is missing or empty")
 
 
 def test_bench_writes_its_numbers(tmp_path, run_script):

@@ -287,3 +287,40 @@ def test_export_folds_spectral_norm(tmp_path, tiny_config):
         after, _ = plain.eval()(x.clone(), labels)
     assert torch.allclose(before, after, atol=1e-6)
     assert uses_spectral_norm(G.state_dict())  # the original is untouched
+
+
+def test_best_pointer_survives_pruning_and_is_dropped_when_stale(tmp_path, tiny_config):
+    from model.checkpoint import CheckpointError, prune_checkpoints, read_best, resolve_step, save_checkpoint
+    from training.validation import BestCheckpoint
+    model = TrainingStep(tiny_config(), TrainConfig(), "cpu")
+    with pytest.raises(CheckpointError, match="no checkpoint in"):
+        resolve_step(tmp_path, "best")
+    for step in (2, 4, 6):
+        model.step = step
+        save_checkpoint(model, tmp_path)
+    with pytest.raises(CheckpointError, match="'best' exists for runs trained with --keep_best"):
+        resolve_step(tmp_path, "best")
+    best = BestCheckpoint(tmp_path, "ssim", resumed_step=None)
+    assert best.improves(0.3) and not best.improves(float("nan"))
+    best.record(2, 0.3)
+    assert not best.improves(0.2) and best.improves(0.4)
+    assert prune_checkpoints(tmp_path, 1) == [4] and resolve_step(tmp_path, "best") == 2   # the best is kept
+    assert BestCheckpoint(tmp_path, "ssim", resumed_step=6).value == 0.3          # resumed later: kept
+    assert BestCheckpoint(tmp_path, "l1", resumed_step=6).value is None and read_best(tmp_path) is None  # other metric
+    BestCheckpoint(tmp_path, "l1", resumed_step=6).record(6, 0.1)
+    BestCheckpoint(tmp_path, None, resumed_step=2)   # resumed before the best: that checkpoint will be overwritten
+    assert read_best(tmp_path) is None
+    (tmp_path / "best.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="best.json is damaged"):
+        resolve_step(tmp_path, "best")
+
+
+def test_keep_best_and_eval_flags_are_checked():
+    from training.config import RunConfig
+    assert RunConfig().eval_interval == 1000 and RunConfig(eval_steps=50).eval_interval == 50
+    with pytest.raises(UserError, match="--keep_best must be one of l1, rmse, psnr, ssim, ink_iou"):
+        RunConfig(keep_best="fid")
+    with pytest.raises(UserError, match="--keep_best needs validation"):
+        RunConfig(keep_best="l1", eval_steps=0)
+    with pytest.raises(UserError, match="--eval_count must be >= 2"):
+        RunConfig(eval_count=1)

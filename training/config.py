@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from evaluation.metrics import METRICS
 from model.config import NORMS, ModelConfig, TrainConfig, config_from_dict, expand_norm_flags, flag_name
 from utils.cli import add_config_flag as flag
 from utils.cli import parse_int_list
@@ -54,6 +55,9 @@ class RunConfig:
     collapse_d_fake: float = 0.01      # ... and D(fake) below this, with L1 flat: a dead run
     stop_on_collapse: bool = False
     divergence_factor: float = 1000.0  # stop when a loss exceeds this many times its running median; 0: off
+    eval_steps: int | None = None      # held-out metrics every this many steps; None: with each checkpoint; 0: off
+    eval_count: int = 64               # val.obj pairs (label-balanced, fixed) the metrics are computed on
+    keep_best: str | None = None       # a held-out metric; checkpoint/best.json points at its best checkpoint
 
     def __post_init__(self):
         for name in ("epoch", "batch_size", "sample_steps", "checkpoint_steps", "log_steps", "sample_count"):
@@ -70,6 +74,20 @@ class RunConfig:
             raise UserError(f"--max_steps must be >= 1; got {self.max_steps}")
         if self.keep_last < 0:
             raise UserError(f"--keep_last must be >= 0 (0 keeps every checkpoint); got {self.keep_last}")
+        if self.eval_steps is not None and self.eval_steps < 0:
+            raise UserError(f"--eval_steps must be >= 1, or 0 to turn validation off; got {self.eval_steps}")
+        if self.eval_count < 2:
+            raise UserError(f"--eval_count must be >= 2 pairs; got {self.eval_count}")
+        if self.keep_best is not None:
+            if self.keep_best not in METRICS:
+                raise UserError(f"--keep_best must be one of {', '.join(METRICS)}; got {self.keep_best!r}")
+            if self.eval_steps == 0:
+                raise UserError("--keep_best needs validation: drop --eval_steps 0")
+
+    @property
+    def eval_interval(self) -> int:
+        """Steps between held-out evaluations (0: none)."""
+        return self.checkpoint_steps if self.eval_steps is None else self.eval_steps
         if self.fine_tune is not None:
             object.__setattr__(self, "fine_tune", tuple(sorted(set(self.fine_tune))))
             if not self.fine_tune:
@@ -283,7 +301,13 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     flag(g, RunConfig, "sample_steps", "write a sample grid every this many steps")
     flag(g, RunConfig, "checkpoint_steps", "checkpoint interval in steps")
     flag(g, RunConfig, "log_steps", "train.jsonl interval in steps")
-    flag(g, RunConfig, "keep_last", "keep only the newest N checkpoints (0: all)")
+    flag(g, RunConfig, "keep_last", "keep only the newest N checkpoints (0: all; the best one is kept too)")
+    g = p.add_argument_group("validation (held-out metrics during training, from val.obj)")
+    flag(g, RunConfig, "eval_steps", "held-out L1/RMSE/PSNR/SSIM/ink IoU/diversity every this many steps "
+         "(default: with each checkpoint; 0: off)", type=int)
+    flag(g, RunConfig, "eval_count", "val.obj pairs evaluated, label-balanced and the same every time")
+    flag(g, RunConfig, "keep_best", "keep the checkpoint with the best value of this metric (checkpoint/best.json; "
+         "--resume best)", type=str, choices=list(METRICS))
     g = p.add_argument_group("collapse watch (warns once when D saturates and G stops improving)")
     flag(g, RunConfig, "collapse_window", "steps averaged")
     flag(g, RunConfig, "collapse_d_real", "D(real) above this counts as saturated")

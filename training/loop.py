@@ -35,6 +35,7 @@ from .config import Settings
 from .start import Start, apply_start
 from .stats import CollapseWatch, DivergenceGuard, LogWriters, StatsWindow, ink_share, progress_postfix
 from .step import NonFiniteLossError, TrainingStep
+from .validation import BestCheckpoint, Validator
 
 
 def experiment_paths(experiment_dir: str | Path, data_dir: str | None = None,
@@ -133,6 +134,7 @@ class Trainer:
         self.sample_obj = val_obj if val_obj.exists() and val_obj.stat().st_size > 0 else train_obj
         self.sample = sample_batch(self.sample_obj, self.run_config.sample_count)
         model.config.check_data(str(self.sample_obj), self.sample[1].shape[-1], self.sample[0].unique())
+        self.validator = self.open_validation(val_obj, self.sample_obj == val_obj)
         start = start or Start("new")
         # batches done in the current epoch: saved, so a resumed epoch skips them
         self.batches_done, notes = apply_start(model, start)
@@ -149,6 +151,24 @@ class Trainer:
         run = self.run_config
         self.watch = CollapseWatch(run.collapse_window, run.collapse_d_real, run.collapse_d_fake)
         self.guard = DivergenceGuard(run.divergence_factor)
+        self.evaluated_step: int | None = None
+        resumed = model.step if start.kind in ("resume", "weights") else None
+        self.best = BestCheckpoint(paths["checkpoint"], run.keep_best, resumed) if self.dist.is_main else None
+
+    def open_validation(self, val_obj: Path, has_val: bool) -> Validator | None:
+        """The held-out evaluation, or None when it is off; asking for it without val.obj is an error."""
+        run = self.run_config
+        if run.eval_interval == 0:
+            return None
+        if not has_val:
+            if run.keep_best or run.eval_steps:
+                flag = "--keep_best" if run.keep_best else "--eval_steps"
+                raise UserError(f"{flag} needs held-out pairs, and {val_obj} is missing or empty: package with "
+                                f"--split_ratio > 0 (or point --data_dir at a folder with a val.obj)")
+            return None
+        validator = Validator(val_obj, run.eval_count, run.random_seed)
+        self.model.config.check_data(str(val_obj), validator.sources.shape[-1], validator.labels.unique())
+        return validator
 
     @property
     def total_steps(self) -> int:
@@ -302,6 +322,27 @@ class Trainer:
             self.on_collapse(self.dist.from_main(blank, self.model.device))
         if step % run.checkpoint_steps == 0:
             self.save()
+        if self.validator is not None and step % run.eval_interval == 0:
+            self.validate()
+
+    def validate(self) -> None:
+        """Held-out metrics of this step into the logs (rank 0); under --keep_best, a new best is
+        checkpointed (if this step was not) and best.json points at it."""
+        step = self.evaluated_step = self.model.step
+        if not self.dist.is_main:
+            return
+        record = self.validator.evaluate(self.model)
+        self.writers.write({"step": step, **record})
+        self.say(f"step {step} held-out ({self.validator.description}): L1 {record['val_l1']:.4f}, "
+                 f"SSIM {record['val_ssim']:.4f}, ink IoU {record['val_ink_iou']:.4f}, "
+                 f"diversity {record['val_diversity_ratio']:.2f}")
+        value = record.get(f"val_{self.run_config.keep_best}", float("nan"))
+        if self.best.improves(value):
+            if self.saved_step != step:
+                self.save()
+            self.best.record(step, value)
+            if self.run_config.keep_last > 0:   # the previous best is no longer protected
+                prune_checkpoints(self.paths["checkpoint"], self.run_config.keep_last)
 
     def end_epoch(self) -> None:
         model = self.model
@@ -323,6 +364,8 @@ class Trainer:
                 self.save()
             if outcome == "finished" and self.sampled_step != self.model.step and self.dist.is_main:
                 self.save_samples()
+            if outcome == "finished" and self.validator is not None and self.evaluated_step != self.model.step:
+                self.validate()
         finally:
             self.writers.close()
         if outcome != "failed":

@@ -62,7 +62,9 @@ def plot_training_log(rows_by_run: dict[str, list[dict]], path: str | Path,
     panels = [("d_loss", "D loss"), ("g_loss", "G loss"), ("l1_loss", "L1 loss (weighted)"),
               ("cheat_loss", "G adversarial loss"), ("d_real_prob", "D(real)"), ("d_fake_prob", "D(fake)"),
               ("g_grad_norm", "G grad norm"), ("d_grad_norm", "D grad norm"),
-              ("sigma_G", "largest sigma(W), G"), ("sigma_D", "largest sigma(W), D"), *extra_panels]
+              ("sigma_G", "largest sigma(W), G"), ("sigma_D", "largest sigma(W), D"),
+              ("val_l1", "held-out L1"), ("val_ssim", "held-out SSIM"), ("val_ink_iou", "held-out ink IoU"),
+              ("val_diversity_ratio", "held-out diversity (1 = as varied as the real glyphs)"), *extra_panels]
     panels = [p for p in panels if any(p[0] in r for rows in rows_by_run.values() for r in rows)]
     if not panels:
         return None

@@ -1,0 +1,65 @@
+"""Held-out quality while training: the A/B report's metrics on a fixed slice of val.obj,
+and the pointer to the best checkpoint so far (`--keep_best`)."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from data.loader import PairBank, label_balanced
+from evaluation.metrics import METRICS, held_out_record
+from model.checkpoint import forget_best, read_best, write_best
+
+
+class Validator:
+    """The generator, in eval mode, on the same label-balanced `count` pairs of val.obj every time."""
+
+    def __init__(self, val_obj: Path, count: int, seed: int = 0):
+        bank = PairBank.from_obj(val_obj)
+        index = label_balanced(bank.labels.tolist(), count, seed=seed)
+        self.labels, self.targets, self.sources = bank.model_tensors(index)
+        self.description = f"{len(index)} pairs of {val_obj}"
+
+    def evaluate(self, model) -> dict[str, float]:
+        """`val_l1`, `val_rmse`, `val_psnr`, `val_ssim`, `val_ink_iou`, `val_diversity_ratio`, ..."""
+        start = time.perf_counter()
+        fake = model.generate(self.sources, self.labels)
+        record = held_out_record(fake, self.targets, self.labels)
+        record["val_seconds"] = time.perf_counter() - start   # what validation costs, for choosing --eval_steps
+        return record
+
+
+class BestCheckpoint:
+    """checkpoint/best.json: the step with the best held-out `metric`, kept across resumes.
+
+    Created on every start (rank 0): a pointer past the resumed step names a checkpoint
+    this run is about to overwrite, and one for another metric holds a value that cannot
+    be compared, so both are dropped. `metric` None: only that clean-up.
+    """
+
+    def __init__(self, ckpt_dir: Path, metric: str | None, resumed_step: int | None):
+        self.ckpt_dir, self.metric = ckpt_dir, metric
+        self.higher_is_better = METRICS[metric] if metric else True
+        best = read_best(ckpt_dir)
+        if best is not None and (resumed_step is None or best["step"] > resumed_step
+                                 or (metric is not None and best["metric"] != metric)):
+            forget_best(ckpt_dir)
+            best = None
+        self.value = best["value"] if best is not None and metric else None
+        self.step = best["step"] if best is not None and metric else None
+
+    @property
+    def active(self) -> bool:
+        return self.metric is not None
+
+    def improves(self, value: float) -> bool:
+        if not self.active or not math.isfinite(value):
+            return False
+        if self.value is None:
+            return True
+        return value > self.value if self.higher_is_better else value < self.value
+
+    def record(self, step: int, value: float) -> None:
+        """Point best.json at `step` (whose checkpoint is on disk)."""
+        write_best(self.ckpt_dir, step, self.metric, value, self.higher_is_better)
+        self.value, self.step = value, step
