@@ -248,7 +248,8 @@ def test_train_options_take_effect(experiment, tmp_path, run_script):
     assert config["train_config"]["flip_labels"] and config["train_config"]["freeze_encoder"]
     assert config["train_config"]["g_steps"] == 1 and config["data"]["labels"] == [1]
     assert config["data"]["train_pairs"] == 15  # only label 1
-    log = json.loads((exp / "logs" / "train.jsonl").read_text().splitlines()[-1])
+    rows = [json.loads(line) for line in (exp / "logs" / "train.jsonl").read_text().splitlines()]
+    log = [r for r in rows if "val_l1" not in r][-1]
     assert log["lr_D"] == 0.004 and log["lr_G"] == 0.001
     state = torch.load(exp / "checkpoint" / "2_state.pth", weights_only=True)
     assert int(next(iter(state["optimizer_G"]["state"].values()))["step"]) == 2  # g_steps 1, 2 steps

@@ -83,15 +83,15 @@ class RunConfig:
                 raise UserError(f"--keep_best must be one of {', '.join(METRICS)}; got {self.keep_best!r}")
             if self.eval_steps == 0:
                 raise UserError("--keep_best needs validation: drop --eval_steps 0")
+        if self.fine_tune is not None:
+            object.__setattr__(self, "fine_tune", tuple(sorted(set(self.fine_tune))))
+            if not self.fine_tune:
+                raise UserError("--fine_tune needs at least one label")
 
     @property
     def eval_interval(self) -> int:
         """Steps between held-out evaluations (0: none)."""
         return self.checkpoint_steps if self.eval_steps is None else self.eval_steps
-        if self.fine_tune is not None:
-            object.__setattr__(self, "fine_tune", tuple(sorted(set(self.fine_tune))))
-            if not self.fine_tune:
-                raise UserError("--fine_tune needs at least one label")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

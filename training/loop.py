@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from data.loader import BatchIterator, PairBank, PilBatches, label_balanced
+from data.obj import read_obj
 from model.checkpoint import available_steps, prune_checkpoints, save_checkpoint
 from model.spectral import largest_singular_value
 from utils.errors import UserError
@@ -160,13 +161,19 @@ class Trainer:
         run = self.run_config
         if run.eval_interval == 0:
             return None
+        labels = set(run.fine_tune) if run.fine_tune is not None else None
+        if has_val and labels is not None:
+            has_val = any(record.label in labels for record in read_obj(val_obj))
         if not has_val:
-            if run.keep_best or run.eval_steps:
-                flag = "--keep_best" if run.keep_best else "--eval_steps"
-                raise UserError(f"{flag} needs held-out pairs, and {val_obj} is missing or empty: package with "
-                                f"--split_ratio > 0 (or point --data_dir at a folder with a val.obj)")
+            asked = "--keep_best" if run.keep_best else ("--eval_steps" if run.eval_steps else None)
+            what = f"{val_obj} is missing or empty" if labels is None else \
+                f"{val_obj} is missing or holds no pair of the --fine_tune labels {sorted(labels)}"
+            if asked:
+                raise UserError(f"{asked} needs held-out pairs, and {what}: package with --split_ratio > 0 (or "
+                                f"point --data_dir at a folder with a val.obj)")
+            self.say(f"note: no held-out metrics during training: {what}")
             return None
-        validator = Validator(val_obj, run.eval_count, run.random_seed)
+        validator = Validator(val_obj, run.eval_count, run.random_seed, labels)
         self.model.config.check_data(str(val_obj), validator.sources.shape[-1], validator.labels.unique())
         return validator
 

@@ -14,8 +14,8 @@ from model.checkpoint import forget_best, read_best, write_best
 class Validator:
     """The generator, in eval mode, on the same label-balanced `count` pairs of val.obj every time."""
 
-    def __init__(self, val_obj: Path, count: int, seed: int = 0):
-        bank = PairBank.from_obj(val_obj)
+    def __init__(self, val_obj: Path, count: int, seed: int = 0, labels: set[int] | None = None):
+        bank = PairBank.from_obj(val_obj, labels=labels)   # --fine_tune: the labels being trained
         index = label_balanced(bank.labels.tolist(), count, seed=seed)
         self.labels, self.targets, self.sources = bank.model_tensors(index)
         self.description = f"{len(index)} pairs of {val_obj}"
