@@ -193,5 +193,8 @@ def package(dirs: list[str | Path], save_dir: str | Path, split_ratio: float = 0
         summary["val"] = dict(sorted(pack(val, save_dir / "val.obj", "val.obj").items()))
     if val and by == "char":
         summary["val_chars"] = "".join(sorted({p.char for p in val}))
+    train_chars = {p.char for p in train if p.char}
+    if train_chars:   # what the model saw: export_font.py --charset data uses it
+        summary["train_chars"] = "".join(sorted(train_chars))
     atomic_write_text(save_dir / "split.json", json.dumps(summary, ensure_ascii=False, indent=1) + "\n")
     return summary

@@ -1,0 +1,1 @@
+"""Learned styles to installable fonts: tracing, font building, verification, specimens."""

@@ -1,0 +1,124 @@
+"""Export a learned style as an installable font (.ttf or .otf), verified glyph by glyph.
+
+    python export_font.py --experiment_dir experiment --label 1 --src_font source.otf \
+        --charset CN --out wenkai_like.ttf
+
+Every character of --charset that --src_font has is rendered as in training, generated
+in the style of --label (batched; --amp honoured), traced to curves (potrace's
+algorithm, in --workers processes) and placed in the em where the source glyph sits;
+metrics (units per em, ascender, descender, advance widths) come from the source font.
+--charset: CN (GB2312), CN_T, JP, KR, a text file, or "data": every character of the
+experiment's training data (train and held-out). --prefer_real takes the designer's own
+drawings where they exist (font2img's pair folder, or an .obj). --copy_glyphs_from
+takes Latin and punctuation from a font unchanged. Afterwards the font is read back
+with fontTools, rendered with Pillow, and each glyph is compared with the raster it was
+traced from (ink IoU); a specimen PNG is written beside the font.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from data.styles import read_style_names
+from export.build import FontNames
+from export.pipeline import export_font
+from export.specimen import DEFAULT_TEXT, write_specimen
+from model.checkpoint import load_generator
+from utils.cli import run
+from utils.device import resolve_device
+from utils.errors import UserError
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--experiment_dir", help="experiment folder (its checkpoint/ and data/ are used)")
+    p.add_argument("--checkpoint_dir", help="default: experiment_dir/checkpoint")
+    p.add_argument("--resume", default="latest", help="checkpoint step, 'latest' or 'best' (default: latest)")
+    p.add_argument("--label", type=int, help="the style label to export")
+    p.add_argument("--style", help="the style by name, looked up in --type_file")
+    p.add_argument("--type_file", help="style names, one per line (line number = label), or font2img's --label_map")
+    p.add_argument("--src_font", required=True, help="the source font of training (its metrics go into the font)")
+    p.add_argument("--charset", default="data", help="CN, CN_T, JP, KR, a text file, or data (default: the "
+                                                      "characters of the experiment's training data)")
+    p.add_argument("--data_dir", help="where split.json is, for --charset data (default: experiment_dir/data)")
+    p.add_argument("--out", required=True, help="the font file: NAME.ttf (TrueType) or NAME.otf (CFF)")
+    p.add_argument("--family", help="family name (default: zi2zi <style name or label>)")
+    p.add_argument("--style_name", default="Regular", help="style (subfamily) name in the name table")
+    p.add_argument("--char_size", type=int, help="font2img's --char_size of the training data (default: glyph size)")
+    p.add_argument("--prefer_real", help="take glyphs from these real drawings where they exist: font2img's pair "
+                                         "folder or an .obj")
+    p.add_argument("--copy_glyphs_from", help="take Latin and punctuation from this font unchanged")
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help="mixed precision for generation")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    p.add_argument("--workers", type=int, help="tracing processes (default: one per CPU core)")
+    p.add_argument("--min_iou", type=float, default=0.85, help="list glyphs whose traced outline matches their "
+                                                               "raster less than this (ink IoU)")
+    p.add_argument("--specimen", default=DEFAULT_TEXT, help="text of the specimen PNG written beside the font "
+                                                            "('' for none)")
+    p.add_argument("--limit", type=int, help="export only the first N characters (a quick trial)")
+    return p.parse_args(argv)
+
+
+def style_label(args, embedding_num: int) -> tuple[int, str]:
+    names = read_style_names(args.type_file, "--type_file") if args.type_file else {}
+    if (args.label is None) == (args.style is None):
+        raise UserError("give the style to export as --label N or as --style NAME (with --type_file)")
+    if args.style is not None:
+        if not names:
+            raise UserError("--style needs --type_file (or font2img's --label_map) to look the name up")
+        label = next((k for k, v in names.items() if v == args.style), None)
+        if label is None:
+            raise UserError(f"--style {args.style!r} is not in {args.type_file}: {', '.join(names.values())}")
+    else:
+        label = args.label
+    if not 0 <= label < embedding_num:
+        raise UserError(f"--label {label} is outside the checkpoint's labels 0..{embedding_num - 1}")
+    return label, names.get(label, f"style {label}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not (args.experiment_dir or args.checkpoint_dir):
+        raise UserError("give --experiment_dir (or --checkpoint_dir) to find the checkpoint")
+    ckpt_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.experiment_dir) / "checkpoint"
+    data_dir = Path(args.data_dir) if args.data_dir else (Path(args.experiment_dir) / "data" if args.experiment_dir
+                                                          else None)
+    device = resolve_device(args.device)
+    netG, config, step = load_generator(ckpt_dir, args.resume, device)
+    label, style = style_label(args, config.embedding_num)
+    family = args.family or f"zi2zi {style}"
+    names = FontNames(family, args.style_name, f"Version 1.000; checkpoint step {step}",
+                      f"{style} learned by zi2zi, exported from checkpoint step {step}")
+    result = export_font(netG, step, label, Path(args.src_font), args.charset, Path(args.out), names, device,
+                         config.image_size, args.char_size, args.batch_size, args.amp, args.workers, data_dir,
+                         Path(args.prefer_real) if args.prefer_real else None,
+                         Path(args.copy_glyphs_from) if args.copy_glyphs_from else None, args.limit)
+    v = result.verification
+    print(f"wrote {result.path}: {family} {args.style_name}, {len(v.iou) + len(result.copied)} characters "
+          f"({len(result.generated)} generated, {len(result.real)} real drawings, {len(result.copied)} copied) "
+          f"from checkpoint step {step}, style {label}")
+    if result.lacking:
+        print(f"skipped {len(result.lacking)} character(s) the source font lacks: {''.join(result.lacking[:40])}"
+              f"{' ...' if len(result.lacking) > 40 else ''}")
+    if result.empty:
+        print(f"skipped {len(result.empty)} character(s) the source font draws empty: {''.join(result.empty[:40])}")
+    worst = ", ".join(f"{ch} {value:.2f}" for ch, value in v.worst(5))
+    print(f"check: fontTools reads it, cmap {'holds exactly' if v.cmap_matches else 'DIFFERS FROM'} the exported "
+          f"characters; outline vs raster ink IoU mean {v.mean_iou:.3f}, worst {worst}")
+    low = v.below(args.min_iou)
+    if low:
+        print(f"{len(low)} glyph(s) below IoU {args.min_iou}: {''.join(low[:60])}{' ...' if len(low) > 60 else ''}")
+    timing = ", ".join(f"{k} {s:.1f} s" for k, s in result.seconds.items())
+    print(f"time: {timing}")
+    if args.specimen:
+        png = Path(args.out).with_suffix(".png")
+        _, missing = write_specimen(args.out, args.specimen, png, title=f"{family} {args.style_name} (step {step})")
+        print(f"specimen: {png}" + (f" (left out, not in the font: {missing})" if missing else ""))
+    print(f"install: copy {result.path} to ~/.local/share/fonts (Linux, then fc-cache -f), double-click it "
+          f"(macOS, Windows)")
+    return 0 if v.cmap_matches else 1
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,136 @@
+"""From a checkpoint to an installable font: tracing, metrics, name/cmap tables, verification, specimen."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fontTools.ttLib import TTFont
+from PIL import Image, ImageFont
+
+from data.pairs import font2font
+from data.render import Font, RenderSettings
+from export.build import FontNames, SourceFont
+from export.pipeline import export_font
+from export.specimen import wrap, write_specimen
+from export.trace import GlyphBox, trace_raster
+from model import ModelConfig, build_generator
+from utils.errors import UserError
+
+
+
+def _drawn_by_both(fonts) -> str:
+    src, dst = Font(fonts / "NotoSansSC-Subset.otf", 64), Font(fonts / "WenKai-Subset.ttf", 64)
+    text = (fonts / "charset_demo.txt").read_text(encoding="utf-8")
+    return "".join(dict.fromkeys(c for c in text if src.has_char(c) and dst.has_char(c) and not c.isspace()))
+
+
+CHARS = _drawn_by_both(Path(__file__).resolve().parents[1] / "fonts")[:60]
+
+
+@pytest.fixture(scope="module")
+def fonts(repo_root):
+    return repo_root / "fonts"
+
+
+@pytest.fixture(scope="module")
+def tiny_generator():
+    torch.manual_seed(0)
+    config = ModelConfig(image_size=64, ngf=8, ndf=8, embedding_num=2, embedding_dim=16)
+    return build_generator(config).eval(), config
+
+
+@pytest.fixture(scope="module")
+def real_pairs(tmp_path_factory, fonts):
+    """font2img's pairs of 50 characters, WenKai as label 1 (the designer's drawings)."""
+    folder = tmp_path_factory.mktemp("pairs")
+    font2font(Font(fonts / "NotoSansSC-Subset.otf", 64), Font(fonts / "WenKai-Subset.ttf", 64), list(CHARS[:50]),
+              RenderSettings(64, 64), folder, label=1)
+    return folder
+
+
+def test_a_square_traces_to_its_outline_where_the_source_glyph_sits():
+    raster = np.full((64, 64), 255, np.uint8)
+    raster[16:48, 16:48] = 0
+    box = GlyphBox(center_x=500, center_y=380, side=640)   # the image square covers x 180..820, y 60..700
+    path = trace_raster(raster, box, clockwise=True)
+    x0, y0, x1, y1 = path.bounds
+    assert (x0, x1) == pytest.approx((340, 660), abs=6) and (y0, y1) == pytest.approx((220, 540), abs=6)
+    assert path.area == pytest.approx(320 * 320, rel=0.05)
+    assert trace_raster(np.full((64, 64), 255, np.uint8), box, clockwise=True).area == 0   # no ink, no contour
+
+
+@pytest.mark.parametrize("suffix", [".ttf", ".otf"])
+def test_exported_font_is_complete_installable_and_matches_its_rasters(suffix, tiny_generator, real_pairs, fonts,
+                                                                      tmp_path):
+    netG, config = tiny_generator
+    out = tmp_path / f"style{suffix}"
+    charset = tmp_path / "chars.txt"
+    charset.write_text(CHARS[:50], encoding="utf-8")
+    names = FontNames("Test Style", "Regular", "Version 1.000; checkpoint step 7")
+    result = export_font(netG, 7, 1, fonts / "NotoSansSC-Subset.otf", str(charset), out, names, "cpu", 64,
+                         prefer_real=real_pairs, workers=2)
+    assert len(result.real) == 50 and not result.generated   # the designer's drawings win where they exist
+    font = TTFont(str(out))
+    assert {chr(c) for c in font.getBestCmap()} == set(CHARS[:50])   # exactly the exported characters
+    assert font.getGlyphOrder()[0] == ".notdef" and ("glyf" in font) == (suffix == ".ttf")
+    assert font["name"].getDebugName(1) == "Test Style" and font["name"].getDebugName(5).endswith("step 7")
+    source = TTFont(str(fonts / "NotoSansSC-Subset.otf"))
+    assert font["head"].unitsPerEm == source["head"].unitsPerEm
+    assert font["OS/2"].sTypoAscender == source["OS/2"].sTypoAscender
+    glyph = source.getBestCmap()[ord("永")]
+    assert font["hmtx"]["uni6C38"][0] == source["hmtx"][glyph][0]   # the source's advance width
+    v = result.verification
+    assert v.cmap_matches and len(v.iou) == 50 and v.mean_iou >= 0.9, v.worst()
+    pil = ImageFont.truetype(str(out), 64)   # Pillow renders it
+    assert pil.getbbox("永")[2] > 10
+    if shutil.which("fc-scan"):   # fontconfig, where installed, accepts it as a font
+        family = subprocess.run(["fc-scan", "--format", "%{family}", str(out)], capture_output=True, text=True)
+        assert family.stdout == "Test Style"
+
+
+def test_generated_glyphs_fill_in_what_has_no_real_drawing(tiny_generator, real_pairs, fonts, tmp_path):
+    netG, _ = tiny_generator
+    charset = tmp_path / "chars.txt"
+    charset.write_text(CHARS[40:60] + "\U0002A6A5", encoding="utf-8")   # 10 drawn, 10 not, 1 the font lacks
+    result = export_font(netG, 7, 1, fonts / "NotoSansSC-Subset.otf", str(charset), tmp_path / "f.ttf",
+                         FontNames("T"), "cpu", 64, prefer_real=real_pairs, workers=1)
+    assert sorted(result.real) == sorted(CHARS[40:50]) and sorted(result.generated) == sorted(CHARS[50:60])
+    assert result.lacking == ["\U0002A6A5"] and result.seconds["generate"] > 0 and result.seconds["trace"] > 0
+    with pytest.raises(UserError, match="name the font .ttf"):
+        export_font(netG, 7, 1, fonts / "NotoSansSC-Subset.otf", str(charset), tmp_path / "f.woff", FontNames("T"),
+                    "cpu", 64)
+
+
+def test_real_glyphs_found_in_an_obj_by_their_source(tiny_generator, real_pairs, fonts, tmp_path):
+    from data.packaging import package
+    package([real_pairs], tmp_path / "data", split_ratio=0.0)
+    split = json.loads((tmp_path / "data" / "split.json").read_text(encoding="utf-8"))
+    assert set(split["train_chars"]) == set(CHARS[:50])   # what --charset data reads
+    netG, _ = tiny_generator
+    charset = tmp_path / "chars.txt"
+    charset.write_text(CHARS[:50], encoding="utf-8")
+    result = export_font(netG, 7, 1, fonts / "NotoSansSC-Subset.otf", "data", tmp_path / "f.ttf", FontNames("T"),
+                         "cpu", 64, prefer_real=tmp_path / "data" / "train.obj", workers=1, data_dir=tmp_path / "data")
+    assert sorted(result.real) == sorted(CHARS[:50])
+
+
+def test_source_metrics_place_the_glyph_box_like_font2img(fonts):
+    source = SourceFont(fonts / "NotoSansSC-Subset.otf")
+    x0, y0, x1, y1 = source.bounds("一")   # a flat stroke: the square is as wide as the ink box plus margins
+    box = source.glyph_box("一", 64)
+    margin = 5 * source.metrics.units_per_em / 64
+    assert box.side == pytest.approx(x1 - x0 + 2 * margin)
+    assert box.to_units(32, 32, 64) == pytest.approx(((x0 + x1) / 2, (y0 + y1) / 2))
+
+
+def test_specimen_wraps_and_leaves_out_what_the_font_lacks(fonts, tmp_path):
+    font = ImageFont.truetype(str(fonts / "NotoSansSC-Subset.otf"), 40)
+    lines = wrap("永和九年 abc defgh 岁在癸丑", font, 200)
+    assert all(font.getlength(line) <= 200 for line in lines) and "".join(lines).replace(" ", "") == \
+        "永和九年abcdefgh岁在癸丑"
+    assert any("defgh" in line for line in lines)   # a Latin word is not split
+    png, missing = write_specimen(fonts / "WenKai-Subset.ttf", "永和\U0002A6A5九年", tmp_path / "s.png", title="T")
+    assert missing == "\U0002A6A5" and Image.open(png).size[0] == 1000
