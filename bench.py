@@ -377,13 +377,28 @@ def bench_scaling(device: torch.device, processes: int, batch: int, steps: int, 
     return results
 
 
+def bench_trace(count: int = 24) -> dict:
+    """export_font.py's tracing, one process: bundled-font glyphs at 256 px -> font outlines."""
+    from data.render import Font, RenderSettings, render_char
+    from export.trace import GlyphBox, trace_raster
+    root = Path(__file__).resolve().parent / "fonts"
+    font = Font(root / "WenKai-Subset.ttf", 256)
+    chars = [c for c in (root / "charset_demo.txt").read_text(encoding="utf-8") if font.has_char(c)][:count]
+    rasters = [np.asarray(render_char(font, c, RenderSettings(256, 256))) for c in chars]
+    box = GlyphBox(500, 380, 1000)
+    start = time.perf_counter()
+    for raster in rasters:
+        trace_raster(raster, box, clockwise=True)
+    return {"glyphs": len(rasters), "trace_glyphs_per_s_per_process": len(rasters) / (time.perf_counter() - start)}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--quick", action="store_true", help="small config only, fewer steps")
     p.add_argument("--check", action="store_true", help="check AMP/channels_last/compile losses against fp32")
-    p.add_argument("--skip", nargs="*", default=[], choices=["train", "pipeline", "inference", "data", "scaling"],
+    p.add_argument("--skip", nargs="*", default=[], choices=["train", "pipeline", "inference", "data", "scaling", "export"],
                    help="sections to leave out")
     p.add_argument("--batch_size", type=int, help="training batch (default: 64 on CUDA, 4 on CPU)")
     p.add_argument("--steps", type=int, help="timed steps per measurement (default: 10 on CUDA, 3 on CPU)")
@@ -462,6 +477,16 @@ def section_data(results, device, steps, tmp: Path) -> None:
         print(f"augmentation on {device}: {results['gpu_augment_pairs_per_s']:.0f} pairs/s")
 
 
+def section_export(results) -> None:
+    results["export"] = e = bench_trace()
+    generated = results.get("inference_chars_per_s", {})
+    if generated:
+        e["generate_glyphs_per_s"] = max(generated.values())
+    print(f"export: tracing {e['trace_glyphs_per_s_per_process']:.1f} glyphs/s per process (256 px)"
+          + (f", generation {e['generate_glyphs_per_s']:.1f} glyphs/s (the inference section's best)"
+             if generated else ""))
+
+
 def section_scaling(results, device, processes, batch, steps, warmup, fast_amp) -> None:
     scaling = bench_scaling(device, processes, max(batch, 2 * processes), steps, warmup, fast_amp)
     results["scaling_small_sn_d"] = scaling
@@ -492,6 +517,8 @@ def main(argv=None):
             section_inference(results, names[-1], device)
         if "data" not in args.skip:
             section_data(results, device, steps, Path(tmp))
+        if "export" not in args.skip:
+            section_export(results)
         if "scaling" not in args.skip:
             section_scaling(results, device, args.processes, batch, steps, warmup, fast_amp)
     if args.check:

@@ -14,6 +14,8 @@ character and style in save_dir/{label}/ (named U+6C38_永.png), and a grid per 
 save_dir/style_{label}.png (style_{name}.png with --type_file). --layout zi2zi writes
 zi2zi-pytorch's files instead: save_dir/{label}/{i}.png (generated | source or target,
 RGB) and, with --run_all_label, save_dir/infer_{name}_construct.png.
+--interpolate A,B[,C...] --steps K moves the style embedding from label A to B (and on)
+in K steps per leg and writes save_dir/interpolate_A-B.png (one row per step) and .gif.
 """
 from __future__ import annotations
 
@@ -27,11 +29,11 @@ from data.sources import Sources, sources_from_obj, sources_from_text
 from data.styles import read_style_names
 from model.checkpoint import export_plain, load_generator
 from model.config import ModelConfig
-from model.inference import generate
+from model.inference import generate, interpolate
 from utils.cli import parse_int_list, run
 from utils.device import resolve_device
 from utils.errors import UserError
-from utils.images import write_style, write_zi2zi_style
+from utils.images import write_interpolation, write_style, write_zi2zi_style
 
 ZI2ZI_DEFAULT_TEXT = "大威天龍大羅法咒世尊地藏波若諸佛"  # zi2zi-pytorch's --src_txt default
 # zi2zi-pytorch's infer.py parses these training flags without using them
@@ -70,6 +72,10 @@ def parse_args(argv=None):
     sty.add_argument("--label", type=int, help="one style label (text mode default: 0, as zi2zi)")
     sty.add_argument("--labels", help="several style labels, e.g. 0,2,5")
     sty.add_argument("--run_all_label", action="store_true", help="every label the model has")
+    sty.add_argument("--interpolate", metavar="A,B[,C...]",
+                     help="move the style embedding from label A to B (to C ...) and write the characters at "
+                          "every step as a grid PNG and an animated GIF")
+    sty.add_argument("--steps", type=int, default=8, help="--interpolate: steps per leg, ends included")
     run_ = p.add_argument_group("run")
     run_.add_argument("--batch_size", type=int, default=16)
     run_.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
@@ -167,6 +173,8 @@ def main(argv=None):
             print(line)
         return 0
     names = read_style_names(args.type_file, "--type_file") if args.type_file else {}
+    if args.interpolate:
+        return write_interpolation_files(args, netG, config, step, device, names, ckpt_dir)
     labels = choose_labels(args, config.embedding_num, from_obj=not text_mode(args))
     sources = load_sources(args, config)
     root = Path(args.experiment_dir or ckpt_dir.parent) / "infer"
@@ -177,6 +185,30 @@ def main(argv=None):
                      name=names.get(label), grid=args.run_all_label or args.layout == "ours")
         print(f"style {label}{f' ({names[label]})' if label in names else ''}: {grid or save_dir / str(label)}")
     print(f"{len(sources.names)} character(s) from checkpoint step {step} written to {save_dir}")
+    return 0
+
+
+def write_interpolation_files(args, netG, config: ModelConfig, step: int, device, names: dict, ckpt_dir: Path) -> int:
+    """--interpolate A,B[,C...]: the style path's grid PNG and GIF."""
+    if args.label is not None or args.labels or args.run_all_label:
+        raise UserError("--interpolate names its own labels; drop --label/--labels/--run_all_label")
+    chain = parse_int_list(args.interpolate, "--interpolate")
+    if len(chain) < 2:
+        raise UserError(f"--interpolate needs at least two labels, e.g. 0,1; got {args.interpolate!r}")
+    bad = [label for label in chain if not 0 <= label < config.embedding_num]
+    if bad:
+        raise UserError(f"--interpolate label {bad[0]} is outside the checkpoint's labels 0..{config.embedding_num - 1}")
+    if args.steps < 2:
+        raise UserError(f"--steps must be >= 2 (both ends); got {args.steps}")
+    if not text_mode(args):
+        args.from_txt = True   # interpolation renders text: zi2zi's default sentence unless --src_txt is given
+    sources = load_sources(args, config)
+    frames, _ = interpolate(netG, sources.images, chain, args.steps, args.batch_size, device, args.amp)
+    save_dir = Path(args.save_dir) if args.save_dir else Path(args.experiment_dir or ckpt_dir.parent) / "infer"
+    stem = "interpolate_" + "-".join(names.get(label, str(label)) for label in chain)
+    png, gif = write_interpolation(save_dir, frames, stem, args.per_row)
+    print(f"style path {' -> '.join(map(str, chain))} in {len(frames)} steps, {len(sources.names)} character(s), "
+          f"checkpoint step {step}: {png} and {gif}")
     return 0
 
 

@@ -134,3 +134,29 @@ def test_specimen_wraps_and_leaves_out_what_the_font_lacks(fonts, tmp_path):
     assert any("defgh" in line for line in lines)   # a Latin word is not split
     png, missing = write_specimen(fonts / "WenKai-Subset.ttf", "永和\U0002A6A5九年", tmp_path / "s.png", title="T")
     assert missing == "\U0002A6A5" and Image.open(png).size[0] == 1000
+
+
+def test_style_interpolation_runs_from_label_to_label(tiny_generator, tmp_path):
+    from model.inference import generate, interpolate, style_path
+    from utils.images import write_interpolation
+    netG, config = tiny_generator
+    vectors, positions = style_path(netG, [0, 1, 0], steps=4)
+    table = netG.embedder.weight.detach()
+    assert len(vectors) == 7 and positions == pytest.approx([0, 1 / 3, 2 / 3, 1, 4 / 3, 5 / 3, 2])
+    assert torch.equal(vectors[0], table[0]) and torch.allclose(vectors[3], table[1]) and torch.allclose(
+        vectors[2], table[0] / 3 + 2 * table[1] / 3)
+    sources = torch.rand(3, 1, 64, 64) * 2 - 1
+    frames, _ = interpolate(netG, sources, [0, 1], steps=5, batch_size=4)
+    assert frames.shape == (5, 3, 1, 64, 64)
+    assert torch.allclose(frames[0], generate(netG, sources, torch.zeros(3, dtype=torch.long), progress=False),
+                          atol=1e-5)
+    assert torch.allclose(frames[-1], generate(netG, sources, torch.ones(3, dtype=torch.long), progress=False),
+                          atol=1e-5)
+    png, gif = write_interpolation(tmp_path, frames, "interpolate_0-1")
+    assert Image.open(png).size[1] > 5 * 64
+    animation = Image.open(gif)   # there and back: 8 frames of 120 ms (Pillow merges identical neighbours)
+    total = 0
+    for index in range(animation.n_frames):
+        animation.seek(index)
+        total += animation.info["duration"]
+    assert total == 8 * 120 and animation.n_frames >= 2

@@ -118,3 +118,19 @@ def rgb_image(picture: torch.Tensor) -> Image.Image:
 def file_safe(name: str) -> str:
     """A style name usable in a file name."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def write_interpolation(save_dir: Path, frames: torch.Tensor, name: str, per_row: int = 10,
+                        frame_ms: int = 120) -> tuple[Path, Path]:
+    """A style interpolation (frames, N, C, H, W) as a grid PNG (one row of glyphs per step,
+    the style changing downwards) and an animated GIF that plays the path there and back."""
+    from .io import atomic_write
+    save_dir = Path(save_dir)
+    n = frames.shape[1]
+    grid = text_grid(frames.flatten(0, 1), per_row=n)
+    png = atomic_write(save_dir / f"{name}.png", lambda f: grid.save(f, format="PNG"))
+    pictures = [text_grid(frame, per_row=min(n, per_row)) for frame in frames]
+    loop = pictures + pictures[-2:0:-1]   # there and back, without repeating the ends
+    gif = atomic_write(save_dir / f"{name}.gif", lambda f: loop[0].save(
+        f, format="GIF", save_all=True, append_images=loop[1:], duration=frame_ms, loop=0))
+    return png, gif
