@@ -224,6 +224,22 @@ def test_validation_during_training_and_the_best_checkpoint(experiment, tmp_path
                    "--keep_best needs held-out pairs, and .*val.obj is missing or empty")
 
 
+def test_export_font_from_a_trained_experiment(experiment, tmp_path, run_script):
+    exp = tmp_path / "font_exp"
+    run_script("train.py", "--experiment_dir", exp, "--data_dir", experiment / "data", "--image_size", 32,
+               "--ngf", 8, "--ndf", 8, "--embedding_num", 2, "--batch_size", 4, "--max_steps", 2, "--device", "cpu")
+    out = tmp_path / "style1.ttf"
+    result = run_script("export_font.py", "--experiment_dir", exp, "--data_dir", experiment / "data", "--label", 1,
+                        "--src_font", SRC, "--out", out, "--device", "cpu", "--workers", 1, "--specimen", "永和九年")
+    chars = set(CHARS)   # --charset data: every character of the training data
+    from fontTools.ttLib import TTFont
+    assert {chr(c) for c in TTFont(str(out)).getBestCmap()} == chars
+    assert f"{len(chars)} characters ({len(chars)} generated" in result.stdout and "cmap holds exactly" in result.stdout
+    assert out.with_suffix(".png").exists() and "specimen:" in result.stdout
+    one_line_error(run_script("export_font.py", "--experiment_dir", exp, "--label", 5, "--src_font", SRC, "--out", out,
+                              "--device", "cpu", check=False), "--label 5 is outside the checkpoint's labels 0..1")
+
+
 def test_bench_writes_its_numbers(tmp_path, run_script):
     out = tmp_path / "bench.json"
     run_script("bench.py", "--device", "cpu", "--quick", "--steps", 1, "--skip", "pipeline", "data", "--out", out)
