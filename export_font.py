@@ -38,6 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--style", help="the style by name, looked up in --type_file")
     p.add_argument("--type_file", help="style names, one per line (line number = label), or font2img's --label_map")
     p.add_argument("--src_font", required=True, help="the source font of training (its metrics go into the font)")
+    p.add_argument("--src_font_index", type=int, default=0, help="face number inside a .ttc collection")
     p.add_argument("--charset", default="data", help="CN, CN_T, JP, KR, a text file, or data (default: the "
                                                       "characters of the experiment's training data)")
     p.add_argument("--data_dir", help="where split.json is, for --charset data (default: experiment_dir/data)")
@@ -93,7 +94,8 @@ def main(argv=None) -> int:
     result = export_font(netG, step, label, Path(args.src_font), args.charset, Path(args.out), names, device,
                          config.image_size, args.char_size, args.batch_size, args.amp, args.workers, data_dir,
                          Path(args.prefer_real) if args.prefer_real else None,
-                         Path(args.copy_glyphs_from) if args.copy_glyphs_from else None, args.limit)
+                         Path(args.copy_glyphs_from) if args.copy_glyphs_from else None, args.limit,
+                         args.src_font_index)
     v = result.verification
     print(f"wrote {result.path}: {family} {args.style_name}, {len(v.iou) + len(result.copied)} characters "
           f"({len(result.generated)} generated, {len(result.real)} real drawings, {len(result.copied)} copied) "

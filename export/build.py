@@ -44,10 +44,12 @@ class SourceMetrics:
 class SourceFont:
     """The source font's outlines and metrics, read with fontTools."""
 
-    def __init__(self, path: str | Path, flag: str = "--src_font"):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, flag: str = "--src_font", index: int = 0):
+        self.path, self.index = Path(path), index
+        if not self.path.is_file():
+            raise UserError(f"{flag} {self.path}: no such font file")
         try:
-            self.font = TTFont(str(self.path), fontNumber=0, lazy=True)
+            self.font = TTFont(str(self.path), fontNumber=index, lazy=True)
             self.cmap = self.font.getBestCmap()
             self.glyphs = self.font.getGlyphSet()
         except (TTLibError, OSError) as err:

@@ -126,21 +126,22 @@ def trace_all(rasters: dict[str, np.ndarray], boxes: dict, truetype: bool, worke
 def export_font(netG, step: int, label: int, source_path: Path, chars_spec: str, out: Path, names: FontNames,
                 device, image_size: int, char_size: int | None = None, batch_size: int = 64, amp: str = "off",
                 workers: int | None = None, data_dir: Path | None = None, prefer_real: Path | None = None,
-                copy_glyphs_from: Path | None = None, limit: int | None = None) -> ExportResult:
+                copy_glyphs_from: Path | None = None, limit: int | None = None, src_font_index: int = 0
+                ) -> ExportResult:
     """The whole export; every stage is timed (generation and tracing apart, as bench.py reports them)."""
     truetype = out.suffix.lower() == ".ttf"
     if out.suffix.lower() not in (".ttf", ".otf"):
         raise UserError(f"--out {out}: name the font .ttf (TrueType outlines) or .otf (CFF outlines)")
     char_size = char_size or image_size
     workers = workers or os.cpu_count() or 1
-    source = SourceFont(source_path)
+    source = SourceFont(source_path, index=src_font_index)
     chars, lacking = choose_chars(chars_spec, data_dir, source, limit)
     if not chars:
         raise UserError(f"--src_font {source_path} has none of the --charset {chars_spec} characters")
     seconds = {}
     start = time.perf_counter()
     settings = RenderSettings(char_size, image_size)
-    rendered = sources_from_text("".join(chars), Font(source_path, char_size, flag="--src_font"), settings)
+    rendered = sources_from_text("".join(chars), Font(source_path, char_size, src_font_index, flag="--src_font"), settings)
     drawn = [name.split("_", 1)[1] for name in rendered.names]
     src_u8 = dict(zip(drawn, to_uint8(rendered.images)))
     empty = rendered.skipped                    # in the cmap but without ink (e.g. a blank glyph)

@@ -46,9 +46,14 @@ def ink_mask(raster: np.ndarray) -> tuple[np.ndarray, float]:
     return raster < INK_LEVEL, float(factor)
 
 
-def trace_raster(raster: np.ndarray, box: GlyphBox, clockwise: bool, turdsize: int = 2,
+def trace_raster(raster: np.ndarray, box: GlyphBox, clockwise: bool, turdsize: int = 16,
                  alphamax: float = 1.0) -> pathops.Path:
-    """Outlines of the ink of `raster` placed by `box`, overlaps removed, winding fixed."""
+    """Outlines of the ink of `raster` placed by `box`, overlaps removed, winding fixed.
+
+    `turdsize`: specks of at most this many pixels (of the >= 256 px traced mask, so a
+    4 x 4 px speck, a pixel of a 64 px glyph) are dropped, as a generator's stray
+    specks should be; a real dot stroke is several times larger.
+    """
     import potrace
     ink, factor = ink_mask(raster)
     path = pathops.Path()
