@@ -43,7 +43,8 @@ def train_steps(ctx: Distributed, obj: Path, config: dict, batch_size: int) -> d
     losses = [model.train_step(*shrink(next(source))) for _ in range(STEPS)]
     return {"losses": losses,
             "u": {name: m.weight_u.clone() for net in (model.netG, model.netD) for name, m in spectral_norm_layers(net)},
-            "G": {k: v.clone() for k, v in model.netG.state_dict().items()}}
+            "G": {k: v.clone() for k, v in model.netG.state_dict().items()},
+            "D": {k: v.clone() for k, v in model.netD.state_dict().items()}}
 
 
 def _worker(rank: int, world: int, store: str, obj: str, config: dict, batch_size: int, out: str) -> None:
@@ -64,14 +65,16 @@ def run_processes(tmp_path: Path, obj: Path, config: dict, batch_size: int, worl
 def test_two_processes_with_half_batches_train_like_one_process(reference_dir, tmp_path):
     """2 processes x batch 4 = 1 process x batch 8, step for step.
 
-    Tolerance, over 3 steps: relative 1e-4 on d_loss, g_loss, l1_loss and category_loss,
-    5e-3 on const_loss. The runs differ only in the order float32 sums are taken (a
-    gradient averaged over two halves vs summed over the whole batch; ~1e-7 relative),
-    and Adam's first steps move every weight by about +-lr whatever its gradient's size,
-    so weights whose gradient is near zero move differently. Measured here: at most
-    4e-5 on the four, 1.3e-3 on const_loss, which is the distance of two nearly equal
-    encodings and so magnifies that rounding. Unsynchronised gradients (each rank
-    learning from its half) miss these bounds by orders of magnitude.
+    Tolerance: relative 1e-4 on d_loss, g_loss, l1_loss and category_loss over 3 steps,
+    1e-3 on const_loss over the first 2. The runs differ only in the order float32 sums
+    are taken (a gradient averaged over two halves vs summed over the whole batch; ~1e-7
+    relative), and Adam's first steps move every weight by about +-lr whatever its
+    gradient's size, so weights whose gradient is near zero move differently. Measured
+    here (torch 2.3.1 and 2.14.1): at most 4e-5 on the four, 1.4e-4 on const_loss at
+    step 1. const_loss is the distance of two nearly equal encodings and magnifies that
+    rounding more each step (1e-2 at step 2 on torch 2.14.1), so its later steps are
+    not compared. A process training on its half alone misses these bounds by orders
+    of magnitude (const_loss 3e-1 and 4e-2, the others 1e-3 to 7e-2).
     """
     one = train_steps(Distributed(), reference_dir / SAMPLE, EQUIVALENT, 8)
     ranks = run_processes(tmp_path, reference_dir / SAMPLE, EQUIVALENT, 8)
@@ -80,7 +83,8 @@ def test_two_processes_with_half_batches_train_like_one_process(reference_dir, t
     for step, (a, b) in enumerate(zip(one["losses"], ranks[0]["losses"])):
         for key in ("d_loss", "g_loss", "l1_loss", "category_loss"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (step, key)
-        assert b["const_loss"] == pytest.approx(a["const_loss"], rel=5e-3), step
+        if step < 2:
+            assert b["const_loss"] == pytest.approx(a["const_loss"], rel=1e-3), step
     for name, u in ranks[0]["u"].items():   # SN's power-iteration state is the same on every rank
         assert torch.equal(u, ranks[1]["u"][name]), name
     for key, w in ranks[0]["G"].items():
@@ -89,15 +93,19 @@ def test_two_processes_with_half_batches_train_like_one_process(reference_dir, t
 
 def test_batchnorm_and_label_flips_train_under_ddp_with_identical_sn_state(reference_dir, tmp_path):
     """zi2zi's defaults (BatchNorm, dropout) with SN on both networks: the generator's two
-    forward passes and D's frozen pass in G's step raise no DDP error, and u / v and the
-    weights stay identical across ranks."""
+    forward passes and D's frozen pass in G's step raise no DDP error on any torch (DDP's
+    in-place buffer broadcast broke this before torch 2.12), and every buffer and weight
+    ends identical across ranks: SN's u / v are rank 0's, BatchNorm's running statistics
+    the mean of the ranks' (no --sync_bn), agreed once per step."""
     config = dict(EQUIVALENT, norm_G="batch", norm_D="batch", use_dropout=True)
     ranks = run_processes(tmp_path, reference_dir / SAMPLE, config, 8)
     for name, u in ranks[0]["u"].items():
         assert torch.equal(u, ranks[1]["u"][name]), name
-    for key, w in ranks[0]["G"].items():
-        if "running" not in key and "num_batches" not in key:   # BN statistics are per rank (no --sync_bn)
-            assert torch.equal(w, ranks[1]["G"][key]), key
+    running = [k for k in ranks[0]["G"] if k.endswith("running_mean")]
+    assert running and all(ranks[0]["G"][k].abs().sum() > 0 for k in running)   # BatchNorm did learn statistics
+    for net in ("G", "D"):
+        for key, w in ranks[0][net].items():
+            assert torch.equal(w, ranks[1][net][key]), (net, key)
 
 
 def test_shards_of_a_global_batch_are_the_one_process_batch(reference_dir):

@@ -299,7 +299,7 @@ class Trainer:
         """The rest of the current epoch, or up to step `total`."""
         model, window = self.model, StatsWindow(self.model.step)
         for labels, real_A, real_B in self.batches.epoch(model.epoch, self.batches_done):
-            stats = model.train_step(labels, real_A, real_B)
+            stats = model.train_step(labels, real_A, real_B, stop_requested=self.stop_signal is not None)
             self.batches_done += 1
             window.add(stats)
             self.bar.update(1)
@@ -307,8 +307,8 @@ class Trainer:
             self.after_step(stats, window, total)
             if model.step >= total:
                 return
-            # Every rank stops at the same step, whichever of them got the signal.
-            if self.dist.any(self.stop_signal is not None, model.device):
+            # Every rank stops at the same step, whichever of them got the signal (agreed in the step).
+            if model.stop_agreed:
                 raise StopRequested(self.stop_signal or signal.SIGTERM)
         self.end_epoch()
 

@@ -44,6 +44,24 @@ def _grad_norm(net: nn.Module) -> torch.Tensor:
     return torch.stack([g.detach().norm() for g in grads]).norm()
 
 
+def replica_buffers(*nets: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The float buffers the processes must agree on, split by how they agree.
+
+    BatchNorm's running statistics are averaged (each rank saw its own share of the
+    batch; under --sync_bn they are equal already); everything else, SN's u and v
+    above all, is rank 0's, bit for bit, so the power iteration stays one estimate.
+    Integer buffers (BatchNorm's num_batches_tracked) count the same steps everywhere.
+    """
+    averaged, from_main = [], []
+    for net in nets:
+        for module in net.modules():
+            for _, buffer in module.named_buffers(recurse=False):
+                if buffer.is_floating_point():
+                    is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
+                    (averaged if is_bn else from_main).append(buffer)
+    return averaged, from_main
+
+
 class TrainingStep:
     """Generator, discriminator, their optimisers and zi2zi's losses on one device.
 
@@ -97,6 +115,7 @@ class TrainingStep:
         self.real_binary_loss = BinaryLoss(True)
         self.fake_binary_loss = BinaryLoss(False)
         self.step = 0
+        self.stop_agreed = False   # set by train_step: some process asked to stop
         self.epoch = 0
         self.train()
 
@@ -113,8 +132,8 @@ class TrainingStep:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # Both networks use every parameter in every training forward (measured: no
             # "unused parameters" error), so find_unused_parameters stays off and costs nothing.
-            G_train = DDP(self.netG, device_ids=ids)
-            D_train = DDP(self.netD, device_ids=ids)
+            G_train = DDP(self.netG, device_ids=ids, broadcast_buffers=False)
+            D_train = DDP(self.netD, device_ids=ids, broadcast_buffers=False)
         wrap = torch.compile if compile else (lambda module: module)
         self.G, self.D = wrap(G_train), wrap(D_train)
         self.G_eval = wrap(self.netG) if self.dist.enabled else self.G
@@ -218,8 +237,13 @@ class TrainingStep:
         scaler.update()
         return stats
 
-    def train_step(self, labels=None, real_A=None, real_B=None) -> dict:
-        """One iteration; returns every loss, D's mean sigmoid on real/fake, grad norms."""
+    def train_step(self, labels=None, real_A=None, real_B=None, stop_requested: bool = False) -> dict:
+        """One iteration; returns every loss, D's mean sigmoid on real/fake, grad norms.
+
+        `stop_requested` (this process got a stop signal) is shared with the other
+        processes in the iteration's one collective; afterwards `stop_agreed` is True
+        on every rank when any of them asked, so all stop at the same step.
+        """
         if labels is not None:
             self.set_input(labels, real_A, real_B)
         self.forward()
@@ -234,10 +258,13 @@ class TrainingStep:
         self.step += 1
         self.last_stats = stats  # the tensors, for callers that want them (zi2zi's API returns tensors)
         # One device sync per iteration: every statistic comes back together (under
-        # torchrun as the mean over the processes, so every rank sees the same numbers).
+        # torchrun as the mean over the processes, so every rank sees the same numbers,
+        # with the buffers and the stop flag in the same collective).
         names = list(stats)
-        values = self.dist.mean(torch.stack([stats[n].float().reshape(()) for n in names])).tolist()
-        result = dict(zip(names, values))
+        values = torch.stack([stats[n].float().reshape(()) for n in names])
+        averaged, from_main = replica_buffers(self.netG, self.netD) if self.dist.enabled else ([], [])
+        self.stop_agreed = self.dist.synchronise([values, *averaged], from_main, stop_requested)
+        result = dict(zip(names, values.tolist()))
         bad = [n for n in ("d_loss", "g_loss") if not math.isfinite(result[n])]
         if bad:
             raise NonFiniteLossError(

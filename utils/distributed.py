@@ -8,15 +8,20 @@ gloo CPU ones.
 """
 from __future__ import annotations
 
+import datetime
 import os
 import pickle
 import shlex
 from dataclasses import dataclass
+from typing import Callable, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from .errors import UserError
+from .errors import PeerFailed, UserError
+
+T = TypeVar("T")
+FAILURE_KEY = "zi2zi/failure"   # where a failing rank leaves its message in the job's store
 
 
 @dataclass(frozen=True)
@@ -35,20 +40,49 @@ class Distributed:
         """Rank 0 alone writes checkpoints, samples, logs and the progress bar."""
         return self.rank == 0
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank when `flag` is true on any (a stop request, a failed check)."""
+    def synchronise(self, means: Sequence[torch.Tensor], from_main: Sequence[torch.Tensor], flag: bool) -> bool:
+        """One all-reduce for a training iteration; returns True on every rank when `flag` is true on any.
+
+        In place: each tensor of `means` becomes its mean over the ranks, each of
+        `from_main` rank 0's value, bit for bit (the other ranks add zeros). All are
+        float tensors on one device; they travel as one float32 vector, so the
+        iteration's statistics, buffers and stop flag cost one collective, not three.
+        """
         if not self.enabled:
             return flag
-        value = torch.tensor([1.0 if flag else 0.0], device=device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
+        tensors = [*means, *from_main]
+        device = tensors[0].device if tensors else torch.device("cpu")
+        with torch.no_grad():
+            parts = [t.reshape(-1).float() / self.world_size for t in means]
+            parts += [t.reshape(-1).float() * (1.0 if self.is_main else 0.0) for t in from_main]
+            parts.append(torch.full((1,), 1.0 if flag else 0.0, device=device))
+            flat = torch.cat(parts)
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            for t, value in zip(tensors, flat.split([t.numel() for t in tensors] + [1])):
+                t.copy_(value.view_as(t))
+        return bool(flat[-1] > 0)   # the flag rides with the statistics: their host sync is this one
 
-    def mean(self, values: torch.Tensor) -> torch.Tensor:
-        """The mean over ranks of a tensor (in place; returned for chaining)."""
-        if self.enabled:
-            dist.all_reduce(values, op=dist.ReduceOp.SUM)
-            values /= self.world_size
-        return values
+    def decide_on_main(self, decide: Callable[[], T], device: torch.device) -> T:
+        """Rank 0 runs `decide()` and every rank gets its result, so all act on one decision
+        (a checkpoint step read from one directory listing, not from each node's).
+
+        A UserError raised by `decide` is raised on rank 0 and ends the other ranks quietly
+        (PeerFailed), so the job prints its message once.
+        """
+        if not self.enabled:
+            return decide()
+        outcome = None
+        if self.is_main:
+            try:
+                outcome = ("ok", decide())
+            except UserError as err:
+                outcome = ("error", err)
+        outcome = self.from_main(outcome, device)
+        if outcome[0] == "error":
+            if self.is_main:
+                raise outcome[1]
+            raise PeerFailed(f"rank 0 failed: {outcome[1]}")
+        return outcome[1]
 
     def from_main(self, obj, device: torch.device):
         """Rank 0's `obj` on every rank (a picklable Python value)."""
@@ -104,15 +138,57 @@ def process_device(name: str | None, gpu_ids, ctx: Distributed) -> str | None:
     return f"cuda:{ctx.local_rank}"
 
 
-def start(ctx: Distributed, device: torch.device) -> None:
-    """Join the process group (NCCL on CUDA, gloo on the CPU); nothing for one process."""
+def start(ctx: Distributed, device: torch.device, timeout_s: float | None = None) -> None:
+    """Join the process group (NCCL on CUDA, gloo on the CPU); nothing for one process.
+
+    `timeout_s` (--dist_timeout) bounds how long a collective waits for a rank that
+    stopped answering before it fails.
+    """
     if not ctx.enabled or dist.is_initialized():
         return
+    options = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s else {}
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
+        dist.init_process_group("nccl", device_id=device, **options)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", **options)
+
+
+def announce_failure(ctx: Distributed, message: str) -> None:
+    """Leave this rank's one-line failure in the job's store, where the other ranks look
+    when their next collective breaks (so they stay quiet instead of each printing a
+    'connection closed' traceback). Best effort: the store may be gone already."""
+    if not ctx.enabled or not dist.is_initialized():
+        return
+    try:
+        dist.distributed_c10d._get_default_store().set(FAILURE_KEY, f"rank {ctx.rank}: {message}")
+    except Exception:   # noqa: BLE001 - the job is failing already; the message is printed either way
+        pass
+
+
+def failure_elsewhere(ctx: Distributed) -> str | None:
+    """The message a failing rank left (announce_failure), or None when no rank left one."""
+    if not ctx.enabled or not dist.is_initialized():
+        return None
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        if store.check([FAILURE_KEY]):
+            return store.get(FAILURE_KEY).decode()
+    except Exception:   # noqa: BLE001 - the store went with the failed rank
+        pass
+    return None
+
+
+def is_collective_failure(err: BaseException) -> bool:
+    """A collective that broke because another rank left (gloo: 'Connection closed by peer',
+    NCCL: a DistBackendError or a watchdog timeout)."""
+    backend_error = getattr(dist, "DistBackendError", ())
+    if backend_error and isinstance(err, backend_error):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and any(
+        s in text for s in ("Connection closed by peer", "Connection reset by peer", "gloo", "NCCL", "timed out",
+                            "Broken pipe"))
 
 
 def stop(ctx: Distributed) -> None:

@@ -1,4 +1,4 @@
-"""The one error type the scripts turn into a one-line message."""
+"""The error types the scripts turn into a one-line message."""
 
 
 class UserError(ValueError):
@@ -8,3 +8,8 @@ class UserError(ValueError):
     line instead of a traceback. It subclasses ValueError so library callers can
     catch it the usual way.
     """
+
+
+class PeerFailed(UserError):
+    """Another process of a torchrun job failed and printed why; this one exits quietly
+    (status 2) so the job's output ends with that one message, not a copy per rank."""
