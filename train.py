@@ -11,7 +11,7 @@ from the checkpoint, and every other setting too unless given again.
 """
 from __future__ import annotations
 
-from training.config import build_parser, resolve_settings
+from training.config import build_parser, device_settings, resolve_settings
 from training.loop import Trainer, experiment_paths
 from training.start import find_start
 from training.step import TrainingStep
@@ -23,22 +23,27 @@ from utils.rng import seed_everything
 
 def main(argv=None):
     args = build_parser(__doc__).parse_args(argv)
+    flags = vars(args)
     paths = experiment_paths(args.experiment_dir, args.data_dir, args.checkpoint_dir)
-    start = find_start(vars(args), paths["checkpoint"])
-    settings = resolve_settings(vars(args), start.state, start.model_config)
     if args.dry_run:
-        print(settings.describe())
+        start = find_start(flags, paths["checkpoint"])
+        print(resolve_settings(flags, start.state, start.model_config).describe())
         return 0
-    paths = experiment_paths(args.experiment_dir, settings.run.data_dir, args.checkpoint_dir)
     ctx = distributed.from_environment()
+    # The device comes from flags alone, so the processes can join before any checkpoint is read.
+    device_config = device_settings(flags)
     if ctx.enabled:
-        device = resolve_device(distributed.process_device(settings.device.device, settings.device.gpu_ids, ctx))
+        device = resolve_device(distributed.process_device(device_config.device, device_config.gpu_ids, ctx))
     else:
-        device = resolve_device(settings.device.device, settings.device.gpu_ids)
-    settings.device.check_sync_bn(device, settings.model, ctx.world_size)
-    distributed.start(ctx, device)
+        device = resolve_device(device_config.device, device_config.gpu_ids)
+    distributed.start(ctx, device, device_config.dist_timeout)
     try:
-        return train(settings, paths, start, device, ctx)
+        with distributed.one_failure_message(ctx):
+            start = find_start(flags, paths["checkpoint"], ctx, device)   # rank 0 decides, all load it
+            settings = resolve_settings(flags, start.state, start.model_config)
+            paths = experiment_paths(args.experiment_dir, settings.run.data_dir, args.checkpoint_dir)
+            settings.device.check_sync_bn(device, settings.model, ctx.world_size)
+            return train(settings, paths, start, device, ctx)
     finally:
         distributed.stop(ctx)
 

@@ -60,10 +60,17 @@ def save_weights(netG: nn.Module, netD: nn.Module, ckpt_dir: str | Path, step: i
 def save_checkpoint(model: "TrainingStep", ckpt_dir: str | Path, **state_items) -> dict[str, Path]:
     """Save G, D and the training state (plus `state_items`) for `model.step`; returns the paths.
 
-    The state file is written last, so a step with a state file is complete.
+    The state file is written last, so a step with a state file is complete; when any
+    of the three cannot be written (a full disk), none of the step's files is left.
     """
-    files = save_weights(model.netG, model.netD, ckpt_dir, model.step)
-    atomic_torch_save({**model.training_state(), **state_items}, files["state"])
+    files = checkpoint_files(ckpt_dir, model.step)
+    try:
+        save_weights(model.netG, model.netD, ckpt_dir, model.step)
+        atomic_torch_save({**model.training_state(), **state_items}, files["state"])
+    except BaseException:
+        for path in files.values():
+            path.unlink(missing_ok=True)
+        raise
     return files
 
 

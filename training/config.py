@@ -117,6 +117,9 @@ class DeviceConfig:
     compile: bool = False
     deterministic: bool = False        # bit-identical CUDA runs, at some speed
     sync_bn: bool = False              # BatchNorm statistics over all processes (torchrun)
+    # seconds a collective waits for a process that stopped answering (torchrun); rank 0
+    # validates, samples and saves while the others wait, so it must outlast those
+    dist_timeout: float = 1800.0
 
     def __post_init__(self):
         if self.loader not in LOADERS:
@@ -125,6 +128,8 @@ class DeviceConfig:
             raise UserError(f"--amp must be one of {', '.join(AMP_CHOICES)}; got {self.amp!r}")
         if self.num_workers < 0:
             raise UserError(f"--num_workers must be >= 0; got {self.num_workers}")
+        if not self.dist_timeout > 0:
+            raise UserError(f"--dist_timeout is in seconds and must be > 0; got {self.dist_timeout}")
 
     def check_sync_bn(self, device, model: ModelConfig, world_size: int) -> None:
         """--sync_bn takes effect or says why it cannot."""
@@ -215,6 +220,11 @@ def check_compile(model: ModelConfig, device: DeviceConfig) -> None:
                         "slower than eager (measured 56 ms vs 41 ms a step, after 48 s of compiling); drop --compile")
 
 
+def device_settings(flags: dict[str, Any]) -> DeviceConfig:
+    """The device settings: flags or defaults, never a checkpoint's, so they are known before any is read."""
+    return DeviceConfig(**_given(DeviceConfig, flags))
+
+
 def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None,
                      weights_config: ModelConfig | None = None) -> Settings:
     """Flag > checkpoint > default for every setting, with each class's rule (see their docstrings).
@@ -226,7 +236,7 @@ def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None,
     against the flags.
     """
     flags = expand_norm_flags(flags)
-    device = DeviceConfig(**_given(DeviceConfig, flags))
+    device = device_settings(flags)
     if saved_state is None:
         model = weights_config or ModelConfig(**_given(ModelConfig, flags))
         check_trainable(model)
@@ -327,6 +337,8 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     flag(g, DeviceConfig, "channels_last", "NHWC activations (faster on tensor cores)")
     flag(g, DeviceConfig, "compile", "torch.compile both networks")
     flag(g, DeviceConfig, "sync_bn", "under torchrun: BatchNorm statistics over the global batch (CUDA)")
+    flag(g, DeviceConfig, "dist_timeout", "under torchrun: seconds a collective waits for a process that stopped "
+         "answering before the job fails")
     flag(g, DeviceConfig, "deterministic", "no cuDNN autotuning, no TF32, deterministic algorithms: CUDA runs "
          "and resumes are bit-identical (CPU runs always are)")
     return p

@@ -18,6 +18,7 @@ from model.checkpoint import (CheckpointError, available_steps, checkpoint_files
                               load_weights, load_weights_growing_labels, model_config_of, read_training_state,
                               resolve_step)
 from model.config import ModelConfig, expand_norm_flags
+from utils.distributed import SINGLE, Distributed
 from utils.errors import UserError
 
 ARCH_FLAGS = ("input_nc", "embedding_num", "embedding_dim", "ngf", "ndf", "image_size", "norm", "inst_norm",
@@ -34,8 +35,43 @@ class Start:
     source_step: int | None = None     # the step of the weights, for "init_from"
 
 
-def find_start(flags: dict, checkpoint_dir: Path) -> Start:
-    """Decide how the run starts from --resume / --init_from and what the checkpoint folder holds."""
+def find_start(flags: dict, checkpoint_dir: Path, dist: Distributed = SINGLE, device=None) -> Start:
+    """Decide how the run starts from --resume / --init_from and what the checkpoint folder holds.
+
+    Under torchrun rank 0 decides from its own directory listing and every rank then
+    loads the step it chose: on a shared file system with listing caches, nodes that
+    each resolved `latest` could otherwise load different steps.
+    """
+    if not dist.enabled:
+        return decide_start(flags, checkpoint_dir)
+    decided = {}
+
+    def decide() -> tuple:
+        start = decided["start"] = decide_start(flags, checkpoint_dir)
+        return start.kind, start.step, start.weights_dir, start.source_step
+
+    kind, step, weights_dir, source_step = dist.decide_on_main(decide, device)
+    return decided["start"] if dist.is_main else follow_start(flags, kind, step, weights_dir, source_step)
+
+
+def follow_start(flags: dict, kind: str, step: int, weights_dir: Path | None, source_step: int | None) -> Start:
+    """The start rank 0 decided, read from the files it named (not from this node's listing)."""
+    if kind == "resume":
+        state = read_training_state(weights_dir, step)
+        if state is None:
+            raise CheckpointError(f"rank 0 resumes step {step}, but {checkpoint_files(weights_dir, step)['state']} "
+                                  f"is missing here: is {weights_dir} on a file system every node shares?")
+        return Start("resume", step, state, weights_dir)
+    if kind == "weights":
+        given = {k: flags.get(k) for k in ARCH_FLAGS}
+        return Start("weights", step, None, weights_dir, _weights_config(weights_dir, step, given))
+    if kind == "init_from":
+        return Start("init_from", 0, None, weights_dir, _grown_config(weights_dir, source_step, flags), source_step)
+    return Start("new")
+
+
+def decide_start(flags: dict, checkpoint_dir: Path) -> Start:
+    """find_start's decision on one process, from this process's view of the folders."""
     resume, init_from = flags.get("resume"), flags.get("init_from")
     if resume is not None and init_from is not None:
         raise UserError("give --resume (continue this experiment) or --init_from (start a new one from other "

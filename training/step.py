@@ -9,6 +9,7 @@ Per iteration: forward, D step, G step, then (g_steps - 1) more forward + G step
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -42,6 +43,18 @@ def _grad_norm(net: nn.Module) -> torch.Tensor:
     if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: one fused foreach kernel
         return torch.nn.utils.get_total_norm(grads)
     return torch.stack([g.detach().norm() for g in grads]).norm()
+
+
+def _no_forward_buffer_sync() -> dict:
+    """DDP's option for 'no buffer broadcast before each forward': `forward_sync_buffers=False`
+    where torch has it (it still syncs at start), `broadcast_buffers=False` before."""
+    from torch.nn.parallel import DistributedDataParallel
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
+NO_FORWARD_BUFFER_SYNC = _no_forward_buffer_sync()
 
 
 def replica_buffers(*nets: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -132,8 +145,8 @@ class TrainingStep:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # Both networks use every parameter in every training forward (measured: no
             # "unused parameters" error), so find_unused_parameters stays off and costs nothing.
-            G_train = DDP(self.netG, device_ids=ids, broadcast_buffers=False)
-            D_train = DDP(self.netD, device_ids=ids, broadcast_buffers=False)
+            G_train = DDP(self.netG, device_ids=ids, **NO_FORWARD_BUFFER_SYNC)
+            D_train = DDP(self.netD, device_ids=ids, **NO_FORWARD_BUFFER_SYNC)
         wrap = torch.compile if compile else (lambda module: module)
         self.G, self.D = wrap(G_train), wrap(D_train)
         self.G_eval = wrap(self.netG) if self.dist.enabled else self.G

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Callable
 
-from .errors import UserError
+from .errors import PeerFailed, UserError
 
 
 def run(main: Callable[[], int | None]) -> None:
@@ -17,6 +17,8 @@ def run(main: Callable[[], int | None]) -> None:
     """
     try:
         code = main()
+    except PeerFailed:   # another torchrun process failed and printed why; one message per job
+        sys.exit(2)
     except UserError as err:
         if os.environ.get("ZI2ZI_TRACEBACK"):
             raise

@@ -12,6 +12,8 @@ import datetime
 import os
 import pickle
 import shlex
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 
@@ -19,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import PeerFailed, UserError
+from .launcher import record_failure
 
 T = TypeVar("T")
 FAILURE_KEY = "zi2zi/failure"   # where a failing rank leaves its message in the job's store
@@ -81,7 +84,7 @@ class Distributed:
         if outcome[0] == "error":
             if self.is_main:
                 raise outcome[1]
-            raise PeerFailed(f"rank 0 failed: {outcome[1]}")
+            raise PeerFailed(f"rank 0: {outcome[1]}")
         return outcome[1]
 
     def from_main(self, obj, device: torch.device):
@@ -154,46 +157,99 @@ def start(ctx: Distributed, device: torch.device, timeout_s: float | None = None
         dist.init_process_group("gloo", **options)
 
 
+def stop(ctx: Distributed) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _store():
+    return dist.distributed_c10d._get_default_store()
+
+
 def announce_failure(ctx: Distributed, message: str) -> None:
-    """Leave this rank's one-line failure in the job's store, where the other ranks look
-    when their next collective breaks (so they stay quiet instead of each printing a
-    'connection closed' traceback). Best effort: the store may be gone already."""
-    if not ctx.enabled or not dist.is_initialized():
-        return
+    """Leave this rank's one-line failure in the job's store (torchrun's, which outlives the
+    workers), where the other ranks look when their next collective breaks. Best effort:
+    the store may be gone already."""
     try:
-        dist.distributed_c10d._get_default_store().set(FAILURE_KEY, f"rank {ctx.rank}: {message}")
+        _store().set(f"{FAILURE_KEY}/{ctx.rank}", message)
     except Exception:   # noqa: BLE001 - the job is failing already; the message is printed either way
         pass
 
 
-def failure_elsewhere(ctx: Distributed) -> str | None:
-    """The message a failing rank left (announce_failure), or None when no rank left one."""
-    if not ctx.enabled or not dist.is_initialized():
-        return None
-    try:
-        store = dist.distributed_c10d._get_default_store()
-        if store.check([FAILURE_KEY]):
-            return store.get(FAILURE_KEY).decode()
-    except Exception:   # noqa: BLE001 - the store went with the failed rank
-        pass
-    return None
+def failure_elsewhere(ctx: Distributed, wait_s: float = 0.0) -> tuple[int, str] | None:
+    """(rank, message) of the lowest other rank that announced a failure, waiting up to `wait_s`
+    for one to appear; None when none did (or the store went with a failed rank)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            store = _store()
+            for rank in range(ctx.world_size):
+                key = f"{FAILURE_KEY}/{rank}"
+                if rank != ctx.rank and store.check([key]):
+                    return rank, store.get(key).decode()
+        except Exception:   # noqa: BLE001
+            return None
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
 
 
 def is_collective_failure(err: BaseException) -> bool:
     """A collective that broke because another rank left (gloo: 'Connection closed by peer',
     NCCL: a DistBackendError or a watchdog timeout)."""
-    backend_error = getattr(dist, "DistBackendError", ())
-    if backend_error and isinstance(err, backend_error):
+    backend_error = getattr(dist, "DistBackendError", None)
+    if backend_error is not None and isinstance(err, backend_error):
         return True
     text = str(err)
     return isinstance(err, RuntimeError) and any(
-        s in text for s in ("Connection closed by peer", "Connection reset by peer", "gloo", "NCCL", "timed out",
-                            "Broken pipe"))
+        s in text for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "ProcessGroupGloo",
+                            "NCCL", "timed out", "Timed out"))
 
 
-def stop(ctx: Distributed) -> None:
-    if ctx.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+@contextmanager
+def one_failure_message(ctx: Distributed):
+    """Under torchrun, a failure on one rank ends every rank, and the job prints its message once.
+
+    The failing rank announces `rank N: message` in the job's store before it leaves;
+    the others' next collective then breaks, and they exit quietly (PeerFailed, status
+    2) when a message is waiting, or say in one line that they lost contact. A
+    UserError that every rank raises alike (a bad flag, a diverged run) is printed by
+    the lowest rank alone. Every rank also leaves the line for launch.py (record_failure).
+    """
+    if not ctx.enabled:
+        yield
+        return
+    try:
+        yield
+    except PeerFailed as err:
+        record_failure(str(err))
+        raise
+    except UserError as err:
+        line = f"rank {ctx.rank}: {err}"
+        announce_failure(ctx, line)
+        other = None if ctx.is_main else failure_elsewhere(ctx, wait_s=2.0)
+        if other is not None and other[0] < ctx.rank:
+            record_failure(other[1])
+            raise PeerFailed(other[1]) from None   # a lower rank failed too and says why
+        record_failure(line)
+        if ctx.is_main:
+            raise
+        raise UserError(line) from None
+    except Exception as err:
+        if not is_collective_failure(err):
+            line = f"rank {ctx.rank}: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            announce_failure(ctx, line)
+            record_failure(line)
+            raise
+        other = failure_elsewhere(ctx, wait_s=3.0)
+        if other is not None:
+            record_failure(other[1])
+            raise PeerFailed(other[1]) from None
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        line = (f"rank {ctx.rank} lost contact with the other processes of this job ({first_line[:200]}); the "
+                f"first process to fail says why in its own output (--dist_timeout sets how long a process waits)")
+        record_failure(line)
+        raise UserError(line) from None
 
 
 def torchrun_command(gpus: list[int], argv: list[str]) -> str:

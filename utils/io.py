@@ -26,10 +26,29 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        cause = os_error_behind(err)
+        if cause is not None and cause is not err:
+            raise cause from None   # the full disk, not the writer's complaint about it
         raise
     return path
+
+
+def os_error_behind(err: BaseException) -> OSError | None:
+    """The OSError (no space left, read-only, quota) behind a write failure, if any.
+
+    torch.save's zip writer does not raise the OSError of a full disk itself: it raises
+    `RuntimeError: [enforce fail at inline_container.cc] ... unexpected pos`, with the
+    OSError chained inside it.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
