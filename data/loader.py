@@ -18,6 +18,7 @@ import io
 import math
 import random
 import multiprocessing
+from typing import Callable
 
 from pathlib import Path
 
@@ -61,12 +62,17 @@ class PairBank:
         self.labels, self.pairs = labels, pairs
 
     @classmethod
-    def from_obj(cls, obj_path, num_workers: int = 0, labels: set[int] | None = None) -> "PairBank":
+    def from_obj(cls, obj_path, num_workers: int = 0, labels: set[int] | None = None,
+                 choose: Callable[[list[int]], list[int]] | None = None) -> "PairBank":
+        """Decode the records of `obj_path` (those with `labels`); `choose` maps their labels to the
+        indices to keep, in order, and only those are decoded (a sample grid, a validation slice)."""
         records = read_obj(obj_path)
         if labels is not None:
             records = [r for r in records if r.label in labels]
             if not records:
                 raise ObjFormatError(f"{obj_path}: no record has a label in {sorted(labels)}")
+        if choose is not None:
+            records = [records[i] for i in choose([r.label for r in records])]
         items = [(i, r.image_bytes) for i, r in enumerate(records)]
         progress = dict(total=len(items), desc=f"decode {Path(obj_path).name}", unit="pair", leave=False,
                         disable=len(items) < 2000)

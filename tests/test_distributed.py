@@ -208,3 +208,166 @@ def test_torchrun_trains_stops_on_sigterm_and_resumes_on_one_process(reference_d
     resumed = run_script("train.py", "--experiment_dir", exp, "--resume", "latest", "--max_steps", steps[0] + 2,
                          "--device", "cpu")
     assert f"resuming step {steps[0]}" in resumed.stdout and f"done at step {steps[0] + 2}" in resumed.stdout
+
+
+def _listing_worker(rank: int, world: int, store: str, ckpt: str, out: str) -> None:
+    """Rank 1 sees an older listing of the checkpoint folder (a stale cache on a shared file system)."""
+    from model import checkpoint
+    from training import start as start_module
+    if rank == 1:
+        real = checkpoint.available_steps
+        stale = lambda folder, complete=False: [s for s in real(folder, complete) if s < 4]  # noqa: E731
+        checkpoint.available_steps = start_module.available_steps = stale
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        ctx = Distributed(rank, world, rank)
+        alone = start_module.decide_start({"resume": "latest"}, Path(ckpt)).step   # this rank's own view
+        agreed = start_module.find_start({"resume": "latest"}, Path(ckpt), ctx, torch.device("cpu"))
+        torch.save({"alone": alone, "agreed": agreed.step, "state_step": agreed.state["step"]}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_rank_resumes_the_step_rank_0_chose(tiny_config, tmp_path):
+    from model.checkpoint import save_checkpoint
+    model = TrainingStep(tiny_config(), TrainConfig(), "cpu")
+    for step in (2, 4):
+        model.step = step
+        save_checkpoint(model, tmp_path / "ckpt")
+    out = tmp_path / "result"
+    mp.spawn(_listing_worker, args=(2, str(tmp_path / "store"), str(tmp_path / "ckpt"), str(out)), nprocs=2)
+    ranks = [torch.load(f"{out}.{r}") for r in range(2)]
+    assert ranks[0]["alone"] == 4 and ranks[1]["alone"] == 2   # left alone, the ranks would disagree
+    assert [r["agreed"] for r in ranks] == [4, 4] and [r["state_step"] for r in ranks] == [4, 4]
+
+
+def _timeout_worker(rank: int, world: int, port: int, out: str) -> None:
+    from utils.distributed import one_failure_message, start
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    ctx = Distributed(rank, world, rank)
+    start(ctx, torch.device("cpu"), timeout_s=2)   # what train.py does with --dist_timeout 2
+    if rank == 1:
+        time.sleep(8)   # a rank that stopped answering
+        return
+    began = time.monotonic()
+    try:
+        with one_failure_message(ctx):
+            ctx.synchronise([torch.zeros(3)], [], False)
+        result = "no error"
+    except UserError as err:
+        result = str(err)
+    torch.save({"message": result, "waited": time.monotonic() - began}, out)
+
+
+def test_a_collective_gives_up_after_the_timeout_with_one_line(tmp_path):
+    out = tmp_path / "result"
+    mp.spawn(_timeout_worker, args=(2, _free_port(), str(out)), nprocs=2)
+    result = torch.load(out)
+    assert result["message"].startswith("rank 0 lost contact with the other processes of this job")
+    assert "\n" not in result["message"] and "--dist_timeout" in result["message"]
+    assert result["waited"] < 7   # the 2 s timeout ended it, not rank 1's return after 8 s
+
+
+def test_dist_timeout_is_checked(tmp_path):
+    from training.config import DeviceConfig, build_parser
+    with pytest.raises(UserError, match="--dist_timeout is in seconds and must be > 0"):
+        DeviceConfig(dist_timeout=0)
+    args = build_parser("x").parse_args(["--experiment_dir", str(tmp_path), "--dist_timeout", "90"])
+    assert args.dist_timeout == 90.0
+
+
+def _full_disk(path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.decode().strip()}")
+
+
+def _launch(args: list, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _experiment(reference_dir: Path, tmp_path: Path) -> Path:
+    exp = tmp_path / "exp"
+    (exp / "data").mkdir(parents=True)
+    (exp / "data" / "train.obj").write_bytes((reference_dir / SAMPLE).read_bytes())
+    return exp
+
+
+TRAIN_ARGS = ["--embedding_num", 4, "--ngf", 8, "--ndf", 8, "--batch_size", 8, "--log_steps", 1,
+              "--sample_steps", 1000, "--device", "cpu"]   # zi2zi's BatchNorm in both networks
+
+
+@pytest.mark.slow
+def test_rank_0_failing_to_save_ends_every_rank_with_its_one_line(reference_dir, tmp_path):
+    exp, ckpt = _experiment(reference_dir, tmp_path), tmp_path / "full"
+    _full_disk(ckpt, "64k")   # a real full disk: the first checkpoint does not fit
+    try:
+        began = time.monotonic()
+        proc = _launch(["--standalone", "--nproc_per_node", 2, "train.py", "--experiment_dir", exp,
+                        "--checkpoint_dir", ckpt, "--epoch", 100, "--checkpoint_steps", 2, *TRAIN_ARGS])
+        out, err = proc.communicate(timeout=240)
+        elapsed = time.monotonic() - began
+        left = sorted(p.name for p in ckpt.iterdir())
+    finally:
+        subprocess.run(["umount", str(ckpt)], check=False)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 2, err
+    assert lines[-1].startswith("error: rank 0: could not save checkpoint step 2 in "), err
+    assert "No space left on device" in lines[-1] and "no checkpoint of this run was saved yet" in lines[-1]
+    assert "Traceback" not in err and "ChildFailedError" not in err, err
+    assert left == []   # no part of the failed step's checkpoint, no temporary file
+    assert elapsed < 120, elapsed   # every rank ended: nothing waited for a collective timeout (1800 s)
+
+
+def _fake_slurm(bin_dir: Path) -> Path:
+    """srun that runs its command in place (one node), scontrol that names this host and records requeues."""
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/bash\necho $$ > "$FAKE_SLURM/srun.pid"\nexec "$@"\n')
+    (bin_dir / "scontrol").write_text('#!/bin/bash\nif [ "$1" = show ]; then echo localhost; '
+                                      'else echo "$@" >> "$FAKE_SLURM/scontrol.log"; fi\n')
+    for tool in ("srun", "scontrol"):
+        (bin_dir / tool).chmod(0o755)
+    return bin_dir
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_slurm_script_saves_before_the_time_limit_requeues_and_resumes(reference_dir, tmp_path):
+    """scripts/slurm_train.sbatch as SLURM runs it: SIGUSR1 to the batch shell (--signal=B:USR1@120)."""
+    exp, fake = _experiment(reference_dir, tmp_path), tmp_path / "slurm"
+    bin_dir = _fake_slurm(fake)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_SLURM": str(fake), "PYTHONUNBUFFERED": "1",
+           "OMP_NUM_THREADS": "1", "EXPERIMENT": str(exp), "GPUS_PER_NODE": "2", "PYTHON": sys.executable,
+           "SLURM_JOB_ID": "4242", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "localhost",
+           "SLURM_SUBMIT_DIR": str(ROOT), "MASTER_PORT": str(_free_port())}
+    script = ["bash", str(ROOT / "scripts" / "slurm_train.sbatch"), "--epoch", 100000, "--checkpoint_steps", 1000,
+              *TRAIN_ARGS]
+    batch = subprocess.Popen(list(map(str, script)), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    log = exp / "logs" / "train.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
+        time.sleep(0.2)
+    logged = log.read_text().count("\n")
+    batch.send_signal(signal.SIGUSR1)   # what SLURM does 120 s before the limit
+    out, err = batch.communicate(timeout=240)
+    assert batch.returncode == 138, err   # 128 + SIGUSR1, as the README states
+    assert "stopped by SIGUSR1: checkpoint saved at step" in out, err
+    steps = sorted(int(p.name.split("_")[0]) for p in (exp / "checkpoint").glob("*_state.pth"))
+    assert len(steps) == 1 and steps[0] >= logged   # the step in flight when the signal came, at most one on
+    assert (fake / "scontrol.log").read_text().split() == ["requeue", "4242"]
+    # the requeued job: the same script and arguments, now continuing the experiment
+    env["MASTER_PORT"] = str(_free_port())
+    again = subprocess.run(list(map(str, script[:2] + ["--max_steps", steps[0] + 2] + script[2:])), cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming step {steps[0]}" in again.stdout and f"done at step {steps[0] + 2}" in again.stdout

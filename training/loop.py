@@ -62,8 +62,8 @@ def open_batches(train_obj: Path, settings: Settings, device: torch.device, dist
 
 def sample_batch(obj_path: Path, count: int):
     """A fixed, label-balanced batch of (labels, source, target) pairs, not augmented, for sample grids."""
-    bank = PairBank.from_obj(obj_path)
-    labels, target, source = bank.model_tensors(label_balanced(bank.labels.tolist(), count))
+    bank = PairBank.from_obj(obj_path, choose=lambda labels: label_balanced(labels, count))
+    labels, target, source = bank.model_tensors()
     return labels, source, target
 
 
@@ -133,9 +133,13 @@ class Trainer:
         self.num_pairs = len(self.batches.labels)
         # zi2zi writes an empty val.obj at --split_ratio 0; the samples then come from train.obj
         self.sample_obj = val_obj if val_obj.exists() and val_obj.stat().st_size > 0 else train_obj
-        self.sample = sample_batch(self.sample_obj, self.run_config.sample_count)
-        model.config.check_data(str(self.sample_obj), self.sample[1].shape[-1], self.sample[0].unique())
-        self.validator = self.open_validation(val_obj, self.sample_obj == val_obj)
+        # Rank 0 alone samples and validates, so only it decodes those pairs.
+        self.sample = self.validator = None
+        if self.dist.is_main:
+            self.sample = sample_batch(self.sample_obj, self.run_config.sample_count)
+            model.config.check_data(str(self.sample_obj), self.sample[1].shape[-1], self.sample[0].unique())
+            self.validator = self.open_validation(val_obj, self.sample_obj == val_obj)
+        self.validates = self.dist.from_main(self.validator is not None, model.device)
         start = start or Start("new")
         # batches done in the current epoch: saved, so a resumed epoch skips them
         self.batches_done, notes = apply_start(model, start)
@@ -329,7 +333,7 @@ class Trainer:
             self.on_collapse(self.dist.from_main(blank, self.model.device))
         if step % run.checkpoint_steps == 0:
             self.save()
-        if self.validator is not None and step % run.eval_interval == 0:
+        if self.validates and step % run.eval_interval == 0:
             self.validate()
 
     def validate(self) -> None:
@@ -371,7 +375,7 @@ class Trainer:
                 self.save()
             if outcome == "finished" and self.sampled_step != self.model.step and self.dist.is_main:
                 self.save_samples()
-            if outcome == "finished" and self.validator is not None and self.evaluated_step != self.model.step:
+            if outcome == "finished" and self.validates and self.evaluated_step != self.model.step:
                 self.validate()
         finally:
             self.writers.close()

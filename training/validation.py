@@ -15,10 +15,10 @@ class Validator:
     """The generator, in eval mode, on the same label-balanced `count` pairs of val.obj every time."""
 
     def __init__(self, val_obj: Path, count: int, seed: int = 0, labels: set[int] | None = None):
-        bank = PairBank.from_obj(val_obj, labels=labels)   # --fine_tune: the labels being trained
-        index = label_balanced(bank.labels.tolist(), count, seed=seed)
-        self.labels, self.targets, self.sources = bank.model_tensors(index)
-        self.description = f"{len(index)} pairs of {val_obj}"
+        # --fine_tune: the labels being trained; only the pairs evaluated are decoded
+        bank = PairBank.from_obj(val_obj, labels=labels, choose=lambda found: label_balanced(found, count, seed=seed))
+        self.labels, self.targets, self.sources = bank.model_tensors()
+        self.description = f"{len(bank)} pairs of {val_obj}"
 
     def evaluate(self, model) -> dict[str, float]:
         """`val_l1`, `val_rmse`, `val_psnr`, `val_ssim`, `val_ink_iou`, `val_diversity_ratio`, ..."""

@@ -28,9 +28,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        cause = os_error_behind(err)
-        if cause is not None and cause is not err:
-            raise cause from None   # the full disk, not the writer's complaint about it
+        cause = os_error_behind(err) if isinstance(err, RuntimeError) else None
+        if cause is not None:
+            raise cause from None   # the full disk, not torch's zip writer's complaint about it
         raise
     return path
 
