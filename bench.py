@@ -30,7 +30,7 @@ from data.loader import BatchIterator, PairBank, to_model_input
 from data.obj import encode_image, write_obj
 from model import ModelConfig, TrainConfig, build_generator
 from model.inference import generate
-from training.step import TrainingStep
+from training.step import TrainingStep, replica_buffers
 from utils.cli import run
 from utils.device import resolve_device
 from utils.io import atomic_write_text
@@ -69,7 +69,8 @@ def machine(device: torch.device) -> dict:
     except (OSError, StopIteration):
         pass
     info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": sys.version.split()[0], "device": str(device)}
+            "torch": torch.__version__, "cuda": torch.version.cuda, "python": sys.version.split()[0],
+            "device": str(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -357,8 +358,15 @@ def _scaling_worker(rank: int, world: int, store: str, device_type: str, batch: 
         x = torch.rand(share, 1, config.image_size, config.image_size) * 2 - 1
         model.set_input(torch.randint(0, 4, (share,)), x, torch.rand_like(x) * 2 - 1)
         step = statistics.median(timed(model.train_step, device, steps, warmup))
+        # the iteration's one collective on its own: statistics, buffers (BN statistics, SN u/v) and stop flag
+        averaged, from_main = replica_buffers(model.netG, model.netD)
+        stats = torch.zeros(12, device=device)
+        sync = statistics.median(timed(lambda: ctx.synchronise([stats, *averaged], from_main, False), device,
+                                       steps, warmup))
+        floats = stats.numel() + sum(t.numel() for t in [*averaged, *from_main]) + 1
         if rank == 0:
-            atomic_write_text(out, json.dumps({"processes": world, "step_s": step, "img_per_s": batch / step}))
+            atomic_write_text(out, json.dumps({"processes": world, "step_s": step, "img_per_s": batch / step,
+                                               "sync_ms": sync * 1e3, "sync_floats": floats}))
     finally:
         if world > 1:
             dist.destroy_process_group()
@@ -493,6 +501,14 @@ def section_scaling(results, device, processes, batch, steps, warmup, fast_amp) 
     base = scaling[0]["img_per_s"]
     print("DDP scaling, small config, SN on D, global batch fixed: " + ", ".join(
         f"{r['processes']} process(es) {r['img_per_s']:.1f} img/s ({r['img_per_s'] / base:.2f}x)" for r in scaling))
+    for r in scaling[1:]:
+        print(f"  per-iteration sync of statistics, buffers and stop flag: {r['sync_floats']} floats, "
+              f"{r['sync_ms']:.3f} ms ({100 * r['sync_ms'] / 1e3 / r['step_s']:.2f}% of a step)")
+    # what the same collective carries at zi2zi's default sizes with SN on both networks
+    from model import build_discriminator
+    config = ModelConfig(sn_generator=True, sn_discriminator=True)
+    averaged, from_main = replica_buffers(build_generator(config), build_discriminator(config))
+    results["sync_floats_default_sn_both"] = sum(t.numel() for t in [*averaged, *from_main])
 
 
 def main(argv=None):
@@ -508,23 +524,29 @@ def main(argv=None):
     names = ["small"] if args.quick else ["small", "default"]
     results = {"machine": machine(device), "batch_size": batch, "steps": steps, "train": {}, "pipeline": {}}
     print(json.dumps(results["machine"]))
-    with tempfile.TemporaryDirectory() as tmp:
-        if "train" not in args.skip:
-            section_train(results, names, device, batch, steps, warmup, fast_amp)
-        if "pipeline" not in args.skip:
-            section_pipeline(results, names, device, batch, steps, warmup, fast_amp, Path(tmp))
-        if "inference" not in args.skip:
-            section_inference(results, names[-1], device)
-        if "data" not in args.skip:
-            section_data(results, device, steps, Path(tmp))
-        if "export" not in args.skip:
-            section_export(results)
-        if "scaling" not in args.skip:
-            section_scaling(results, device, args.processes, batch, steps, warmup, fast_amp)
+    sections = {
+        "train": lambda tmp: section_train(results, names, device, batch, steps, warmup, fast_amp),
+        "pipeline": lambda tmp: section_pipeline(results, names, device, batch, steps, warmup, fast_amp, tmp),
+        "inference": lambda tmp: section_inference(results, names[-1], device),
+        "data": lambda tmp: section_data(results, device, steps, tmp),
+        "export": lambda tmp: section_export(results),
+        "scaling": lambda tmp: section_scaling(results, device, args.processes, batch, steps, warmup, fast_amp),
+    }
     if args.check:
-        results["equivalence"] = check_equivalence(device)
-        for r in results["equivalence"]:
-            print("check " + json.dumps(r))
+        sections["equivalence"] = lambda tmp: results.update(equivalence=check_equivalence(device))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, section in sections.items():
+            if name in args.skip:
+                continue
+            # each section's numbers are on disk the moment it ends; one that fails is recorded, the rest still run
+            try:
+                section(Path(tmp))
+            except Exception as err:   # noqa: BLE001 - a benchmark reports what broke and goes on
+                results.setdefault("errors", {})[name] = f"{type(err).__name__}: {str(err).strip()[:300]}"
+                print(f"section {name} failed: {results['errors'][name]}")
+            atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
+    for r in results.get("equivalence", []):
+        print("check " + json.dumps(r))
     results["peak_memory_mb"] = peak_memory_mb(device)
     atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out}")

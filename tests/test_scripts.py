@@ -284,3 +284,5 @@ def test_gpu_check_rehearsal_passes_on_the_cpu(tmp_path):
     assert bench["batch_size"] == 16 and bench["pipeline"]["small"]["fast_img_per_s"] > 0   # past one epoch
     assert all(check["ok"] for check in bench["equivalence"])
     assert " passed" in (tmp_path / "pytest_cpu.log").read_text()
+    assert (tmp_path / "steps.txt").read_text().splitlines() == ["pytest_cpu: exit 0", "bench_cpu: exit 0"]
+    assert "torch " in (tmp_path / "versions.txt").read_text() and "CUDA" in (tmp_path / "versions.txt").read_text()
