@@ -42,3 +42,59 @@ def test_generate_keeps_the_callers_network_state(tiny_config):
     assert all(p.is_contiguous() for p in net.parameters())  # memory format untouched
     again = generate(net, torch.rand(5, 1, 32, 32), torch.zeros(5, dtype=torch.long), progress=False)
     assert torch.isfinite(again).all()
+
+
+def test_a_full_disk_inside_torch_save_surfaces_as_the_os_error(tmp_path):
+    """torch.save's zip writer raises `RuntimeError: [enforce fail at inline_container.cc] ... unexpected pos`
+    on a full disk, with the OSError chained inside; the write reports that OSError and leaves nothing."""
+    def zip_writer_on_a_full_disk(f):
+        f.write(b"part of an archive")
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2115200 vs 2115092")
+    with pytest.raises(OSError, match="No space left on device"):
+        atomic_write(tmp_path / "x.pth", zip_writer_on_a_full_disk)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="no OSError here"):   # other failures pass through unchanged
+        atomic_write(tmp_path / "x.pth", lambda f: (_ for _ in ()).throw(RuntimeError("no OSError here")))
+
+
+def test_a_checkpoint_that_cannot_be_completed_leaves_none_of_its_files(tmp_path, tiny_config, monkeypatch):
+    from model import checkpoint
+    from training.step import TrainingStep
+    model = TrainingStep(tiny_config(), device="cpu")
+    model.step = 3
+    real = checkpoint.atomic_torch_save
+
+    def state_does_not_fit(obj, path):
+        if str(path).endswith("_state.pth"):
+            raise OSError(28, "No space left on device")
+        return real(obj, path)
+    monkeypatch.setattr(checkpoint, "atomic_torch_save", state_does_not_fit)
+    with pytest.raises(OSError):
+        checkpoint.save_checkpoint(model, tmp_path)
+    assert list(tmp_path.iterdir()) == []   # G and D of step 3 went too: all three or none
+
+
+def test_launcher_ends_with_the_failing_rank_s_own_line():
+    from types import SimpleNamespace
+
+    from utils.launcher import describe_failure
+    failure = lambda code, message: SimpleNamespace(exitcode=code, message=message, pid=7,  # noqa: E731
+                                                    signal_name=lambda: "SIGKILL")
+    assert describe_failure(0, failure(2, "rank 0: could not save")) == "rank 0: could not save"
+    assert describe_failure(1, failure(2, "bad .obj")) == "rank 1: bad .obj"
+    assert describe_failure(1, failure(-9, "")) == "rank 1 was killed by SIGKILL (pid 7)"
+    assert describe_failure(0, failure(1, "To enable traceback see: https://...")) == \
+        "rank 0 failed with exit status 1; its traceback is above"
+
+
+def test_record_failure_writes_where_torchrun_reads(tmp_path, monkeypatch):
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from utils.launcher import record_failure
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(tmp_path / "error.json"))
+    record_failure("rank 0: could not save checkpoint step 2")
+    failure = ProcessFailure(local_rank=0, pid=1, exitcode=2, error_file=str(tmp_path / "error.json"))
+    assert failure.message == "rank 0: could not save checkpoint step 2"
