@@ -46,10 +46,13 @@ if [ "${1:-}" = "--rehearse" ]; then
     device=cpu
     # GPU defaults shrunk: batch 16 and 10 timed steps still outrun one epoch of the benchmark data
     bench_args=(--quick --batch_size 16 --steps 10)
+    # the slow tests of these files run on the CPU in the full suite already
+    test_args=(-m "not slow")
     echo "rehearsal on the CPU" | tee "$out/gpu.txt"
 else
     device=cuda
     bench_args=()
+    test_args=()
     nvidia-smi --query-gpu=name,memory.total,compute_cap,driver_version --format=csv | tee "$out/gpu.txt"
 fi
 "$python" - <<'EOF' 2>&1 | tee "$out/versions.txt"
@@ -59,8 +62,8 @@ nccl = ".".join(map(str, torch.cuda.nccl.version())) if torch.cuda.is_available(
 print(f"GPU: {gpu}; torch {torch.__version__}; CUDA {torch.version.cuda}; cuDNN {torch.backends.cudnn.version()}; "
       f"NCCL {nccl}; Python {platform.python_version()}")
 EOF
-step "pytest_$device" "$python" -m pytest -q -rA tests/test_device.py tests/test_training.py tests/test_fast_path.py \
-    tests/test_distributed.py
+step "pytest_$device" "$python" -m pytest -q -rA "${test_args[@]}" tests/test_device.py tests/test_training.py \
+    tests/test_fast_path.py tests/test_distributed.py
 step "bench_$device" "$python" bench.py --device "$device" --check "${bench_args[@]}" --out "$out/bench_$device.json"
 echo "steps:"
 cat "$out/steps.txt"
