@@ -40,8 +40,22 @@ def train_steps(ctx: Distributed, obj: Path, config: dict, batch_size: int) -> d
     batches = BatchIterator(PairBank.from_obj(obj), batch_size, "cpu", augment=True, rotate=True, blur=True, seed=3,
                             rank=ctx.rank, world_size=ctx.world_size)
     source = batches.epoch(0)
-    losses = [model.train_step(*shrink(next(source))) for _ in range(STEPS)]
-    return {"losses": losses,
+    calls = {"all_reduce": 0, "broadcast": 0, "all_gather": 0}   # collectives the step makes itself (not DDP's)
+    originals = {name: getattr(dist, name) for name in calls}
+
+    def counted(name):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return originals[name](*args, **kwargs)
+        return call
+    for name in calls:
+        setattr(dist, name, counted(name))
+    try:
+        losses = [model.train_step(*shrink(next(source))) for _ in range(STEPS)]
+    finally:
+        for name, original in originals.items():
+            setattr(dist, name, original)
+    return {"losses": losses, "collectives": calls,
             "u": {name: m.weight_u.clone() for net in (model.netG, model.netD) for name, m in spectral_norm_layers(net)},
             "G": {k: v.clone() for k, v in model.netG.state_dict().items()},
             "D": {k: v.clone() for k, v in model.netD.state_dict().items()}}
@@ -80,6 +94,8 @@ def test_two_processes_with_half_batches_train_like_one_process(reference_dir, t
     ranks = run_processes(tmp_path, reference_dir / SAMPLE, EQUIVALENT, 8)
     for rank in ranks:
         assert rank["losses"] == ranks[0]["losses"]   # every rank reports the same (averaged) numbers
+        # statistics, buffers and the stop flag travel in one all-reduce per step
+        assert rank["collectives"] == {"all_reduce": STEPS, "broadcast": 0, "all_gather": 0}
     for step, (a, b) in enumerate(zip(one["losses"], ranks[0]["losses"])):
         for key in ("d_loss", "g_loss", "l1_loss", "category_loss"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (step, key)
