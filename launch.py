@@ -14,7 +14,6 @@ It runs torchrun's own launcher in this process and changes only how the job end
 """
 from __future__ import annotations
 
-import signal
 import sys
 
 from utils.launcher import launch

@@ -206,6 +206,11 @@ def is_collective_failure(err: BaseException) -> bool:
                             "NCCL", "timed out", "Timed out"))
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
 @contextmanager
 def one_failure_message(ctx: Distributed):
     """Under torchrun, a failure on one rank ends every rank, and the job prints its message once.
@@ -237,7 +242,7 @@ def one_failure_message(ctx: Distributed):
         raise UserError(line) from None
     except Exception as err:
         if not is_collective_failure(err):
-            line = f"rank {ctx.rank}: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            line = f"rank {ctx.rank}: {type(err).__name__}: {_first_line(err)}"
             announce_failure(ctx, line)
             record_failure(line)
             raise
@@ -245,8 +250,7 @@ def one_failure_message(ctx: Distributed):
         if other is not None:
             record_failure(other[1])
             raise PeerFailed(other[1]) from None
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        line = (f"rank {ctx.rank} lost contact with the other processes of this job ({first_line[:200]}); the "
+        line = (f"rank {ctx.rank} lost contact with the other processes of this job ({_first_line(err)}); the "
                 f"first process to fail says why in its own output (--dist_timeout sets how long a process waits)")
         record_failure(line)
         raise UserError(line) from None
