@@ -57,7 +57,9 @@ class Distributed:
         device = tensors[0].device if tensors else torch.device("cpu")
         with torch.no_grad():
             parts = [t.reshape(-1).float() / self.world_size for t in means]
-            parts += [t.reshape(-1).float() * (1.0 if self.is_main else 0.0) for t in from_main]
+            # zeros, not x * 0, from the other ranks: a NaN there must not reach rank 0's values
+            parts += [t.reshape(-1).float() if self.is_main else torch.zeros(t.numel(), device=device)
+                      for t in from_main]
             parts.append(torch.full((1,), 1.0 if flag else 0.0, device=device))
             flat = torch.cat(parts)
             dist.all_reduce(flat, op=dist.ReduceOp.SUM)
