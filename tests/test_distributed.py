@@ -226,6 +226,28 @@ def test_torchrun_trains_stops_on_sigterm_and_resumes_on_one_process(reference_d
     assert f"resuming step {steps[0]}" in resumed.stdout and f"done at step {steps[0] + 2}" in resumed.stdout
 
 
+def _sync_worker(rank: int, world: int, store: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        means, own = torch.tensor([float(rank), 2.0 * rank]), torch.tensor([10.0 + rank, float("nan") if rank else 0.0])
+        stop = Distributed(rank, world, rank).synchronise([means], [own], flag=rank == 1)
+        torch.save({"stop": stop, "means": means, "own": own}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_one_collective_averages_takes_rank_0_s_buffers_and_spreads_a_stop(tmp_path):
+    """Rank 1 alone got the stop signal: both ranks stop. Means are means; rank 0's buffers
+    arrive bit for bit, and a NaN in another rank's copy does not reach them."""
+    out = tmp_path / "result"
+    mp.spawn(_sync_worker, args=(2, str(tmp_path / "store"), str(out)), nprocs=2)
+    for rank in range(2):
+        got = torch.load(f"{out}.{rank}")
+        assert got["stop"] is True
+        assert got["means"].tolist() == [0.5, 1.0]
+        assert got["own"].tolist() == [10.0, 0.0]
+
+
 def _listing_worker(rank: int, world: int, store: str, ckpt: str, out: str) -> None:
     """Rank 1 sees an older listing of the checkpoint folder (a stale cache on a shared file system)."""
     from model import checkpoint
