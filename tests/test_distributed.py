@@ -283,9 +283,13 @@ def _timeout_worker(rank: int, world: int, port: int, out: str) -> None:
     from utils.distributed import one_failure_message, start
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     ctx = Distributed(rank, world, rank)
-    start(ctx, torch.device("cpu"), timeout_s=2)   # what train.py does with --dist_timeout 2
+    # The timeout bounds joining too: start both together, so a slow interpreter start-up cannot spend it
+    Path(f"{out}.ready{rank}").touch()
+    while not all(Path(f"{out}.ready{r}").exists() for r in range(world)):
+        time.sleep(0.01)
+    start(ctx, torch.device("cpu"), timeout_s=5)   # what train.py does with --dist_timeout 5
     if rank == 1:
-        time.sleep(8)   # a rank that stopped answering
+        time.sleep(20)   # a rank that stopped answering
         return
     began = time.monotonic()
     try:
@@ -303,7 +307,7 @@ def test_a_collective_gives_up_after_the_timeout_with_one_line(tmp_path):
     result = torch.load(out)
     assert result["message"].startswith("rank 0 lost contact with the other processes of this job")
     assert "\n" not in result["message"] and "--dist_timeout" in result["message"]
-    assert result["waited"] < 7   # the 2 s timeout ended it, not rank 1's return after 8 s
+    assert result["waited"] < 15   # the 5 s timeout ended it, not rank 1's return after 20 s
 
 
 def test_dist_timeout_is_checked(tmp_path):
