@@ -360,7 +360,7 @@ def _scaling_worker(rank: int, world: int, store: str, device_type: str, batch: 
         step = statistics.median(timed(model.train_step, device, steps, warmup))
         # the iteration's one collective on its own: statistics, buffers (BN statistics, SN u/v) and stop flag
         averaged, from_main = replica_buffers(model.netG, model.netD)
-        stats = torch.zeros(12, device=device)
+        stats = torch.zeros(len(model.last_stats), device=device)   # one value per logged statistic
         sync = statistics.median(timed(lambda: ctx.synchronise([stats, *averaged], from_main, False), device,
                                        steps, warmup))
         floats = stats.numel() + sum(t.numel() for t in [*averaged, *from_main]) + 1

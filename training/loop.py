@@ -139,7 +139,6 @@ class Trainer:
             self.sample = sample_batch(self.sample_obj, self.run_config.sample_count)
             model.config.check_data(str(self.sample_obj), self.sample[1].shape[-1], self.sample[0].unique())
             self.validator = self.open_validation(val_obj, self.sample_obj == val_obj)
-        self.validates = self.dist.from_main(self.validator is not None, model.device)
         start = start or Start("new")
         # batches done in the current epoch: saved, so a resumed epoch skips them
         self.batches_done, notes = apply_start(model, start)
@@ -333,7 +332,7 @@ class Trainer:
             self.on_collapse(self.dist.from_main(blank, self.model.device))
         if step % run.checkpoint_steps == 0:
             self.save()
-        if self.validates and step % run.eval_interval == 0:
+        if self.validator is not None and step % run.eval_interval == 0:
             self.validate()
 
     def validate(self) -> None:
@@ -375,7 +374,7 @@ class Trainer:
                 self.save()
             if outcome == "finished" and self.sampled_step != self.model.step and self.dist.is_main:
                 self.save_samples()
-            if outcome == "finished" and self.validates and self.evaluated_step != self.model.step:
+            if outcome == "finished" and self.validator is not None and self.evaluated_step != self.model.step:
                 self.validate()
         finally:
             self.writers.close()

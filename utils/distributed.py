@@ -238,7 +238,7 @@ def one_failure_message(ctx: Distributed):
         if other is not None and other[0] < ctx.rank:
             record_failure(other[1])
             raise PeerFailed(other[1]) from None   # a lower rank failed too and says why
-        record_failure(line)
+        record_failure(line)   # announced above already
         if ctx.is_main:
             raise
         raise UserError(line) from None

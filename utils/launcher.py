@@ -18,10 +18,6 @@ import signal
 import sys
 import time
 
-# Signals that stop training cleanly; the launcher exits with 128 + the signal's number.
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
-
-
 def record_failure(message: str) -> None:
     """Leave a training process's one-line failure where torchrun's launcher reads it.
 
