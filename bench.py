@@ -369,6 +369,7 @@ def _scaling_worker(rank: int, world: int, store: str, device_type: str, batch: 
                                                "sync_ms": sync * 1e3, "sync_floats": floats}))
     finally:
         if world > 1:
+            dist.barrier()   # gloo on torch 2.3 can hang leaving while another rank still talks to it
             dist.destroy_process_group()
 
 

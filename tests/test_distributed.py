@@ -61,13 +61,20 @@ def train_steps(ctx: Distributed, obj: Path, config: dict, batch_size: int) -> d
             "D": {k: v.clone() for k, v in model.netD.state_dict().items()}}
 
 
+def leave_group() -> None:
+    """Wait for the other ranks, then leave: gloo on torch 2.3 can hang in destroy_process_group
+    (its destructor joins a thread still talking to a rank that already left)."""
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _worker(rank: int, world: int, store: str, obj: str, config: dict, batch_size: int, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         torch.save(train_steps(Distributed(rank, world, rank), Path(obj), config, batch_size), f"{out}.{rank}")
     finally:
-        dist.destroy_process_group()
+        leave_group()
 
 
 def run_processes(tmp_path: Path, obj: Path, config: dict, batch_size: int, world: int = 2) -> list[dict]:
@@ -233,7 +240,7 @@ def _sync_worker(rank: int, world: int, store: str, out: str) -> None:
         stop = Distributed(rank, world, rank).synchronise([means], [own], flag=rank == 1)
         torch.save({"stop": stop, "means": means, "own": own}, f"{out}.{rank}")
     finally:
-        dist.destroy_process_group()
+        leave_group()
 
 
 def test_one_collective_averages_takes_rank_0_s_buffers_and_spreads_a_stop(tmp_path):
@@ -263,7 +270,7 @@ def _listing_worker(rank: int, world: int, store: str, ckpt: str, out: str) -> N
         agreed = start_module.find_start({"resume": "latest"}, Path(ckpt), ctx, torch.device("cpu"))
         torch.save({"alone": alone, "agreed": agreed.step, "state_step": agreed.state["step"]}, f"{out}.{rank}")
     finally:
-        dist.destroy_process_group()
+        leave_group()
 
 
 def test_every_rank_resumes_the_step_rank_0_chose(tiny_config, tmp_path):
