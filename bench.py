@@ -6,7 +6,9 @@
 
 Every speed-up is a ratio to a baseline path measured in the same run: zi2zi-pytorch's
 way (PIL decode and augment per item in the main process, fp32, no channels_last).
-Numbers are medians over timed steps after warm-up steps.
+Numbers are medians over timed steps after warm-up steps. Memory as the data grows (the
+decoded cache, 1 and 2 processes) is measured by scripts/data_memory.py, which needs
+fresh processes.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import torch
 from data.augment import augment_float, augment_params, augment_uint8
 from data.dataset import DatasetFromObj
 from data.loader import BatchIterator, PairBank, to_model_input
-from data.obj import encode_image, write_obj
+from data.synthetic import synthetic_obj
 from model import ModelConfig, TrainConfig, build_generator
 from model.inference import generate
 from training.step import TrainingStep, replica_buffers
@@ -131,22 +133,6 @@ def fits_in_memory(config: ModelConfig, device: torch.device, batch: int, gib: f
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, device)
         torch.cuda.empty_cache()
-
-
-def synthetic_obj(path: Path, count: int, size: int, labels: int = 4) -> Path:
-    """Glyph-like pairs (blocks of ink on white), JPEG-encoded as font2img.py writes them."""
-    rng = np.random.default_rng(0)
-    from PIL import Image
-    records = []
-    for i in range(count):
-        pair = np.full((size, 2 * size), 255, np.uint8)
-        for half in (0, size):
-            for _ in range(4):
-                x, y = rng.integers(0, size - size // 4, 2)
-                pair[y:y + size // 5, half + x:half + x + size // 6] = 0
-        records.append((i % labels, encode_image(Image.fromarray(pair))))
-    write_obj(path, records)
-    return path
 
 
 def _rate(fn, items_per_call: int, seconds: float) -> float:

@@ -1,91 +1,83 @@
 """The fast training data path: decode once, augment whole batches on the device.
 
-    bank = PairBank.from_obj("experiment/data/train.obj", num_workers=4)
+    bank = PairBank.from_cache("experiment/data/train.obj", num_workers=4)
     batches = BatchIterator(bank, batch_size=64, device="cuda", augment=True, seed=777)
     for labels, real_A, real_B in batches.epoch(0):   # real_A: source, real_B: target
         ...
 
 zi2zi-pytorch decodes a JPEG and resizes it with PIL for every item of every epoch.
-Here every record is decoded once into a uint8 tensor. On a GPU, only uint8 pairs
-travel to the device (or the whole bank lives there) and one `grid_sample` applies
-zi2zi's augmentation to the whole batch; on a CPU, the resampling runs on uint8.
-Both apply the draw of `data.augment`, the same for both halves of a pair.
+Here every record is decoded once per machine into the decoded cache (`data.cache`),
+a uint8 file every process maps, so the data's one host copy is the page cache. On a
+GPU, only uint8 pairs travel to the device (gathered into pinned memory by a
+background thread), or the whole bank lives there when it fits, and one `grid_sample`
+applies zi2zi's augmentation to the whole batch; on a CPU, the resampling runs on
+uint8. Both apply the draw of `data.augment`, the same for both halves of a pair.
 `PilBatches` is zi2zi's own path (PIL decode and augment per item, DataLoader workers).
 """
 from __future__ import annotations
 
-import io
 import math
+import queue
 import random
-import multiprocessing
+import threading
 from typing import Callable
-
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from utils.errors import UserError
 
 from .augment import augment_float, augment_params, augment_uint8, blur_batch
+from .cache import DecodedCache, decoded_cache
 from .dataset import DatasetFromObj
-from .obj import ObjFormatError, read_obj
+from .decode import decode_records
+from .obj import ObjFormatError, scan_obj
 
-
-def _decode(item: tuple[int, bytes]) -> np.ndarray:
-    index, data = item
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            array = np.asarray(img.convert("L"), dtype=np.uint8)
-    except OSError as err:
-        raise ValueError(f"record {index} does not decode ({err})") from None
-    h, w = array.shape
-    # (2, H, W): channel 0 the target (left half), channel 1 the source (right half)
-    return np.stack([array[:, : w // 2], array[:, w // 2:]])
-
-
-def decoder_context():
-    """Processes for decoding: forked, unless CUDA is already initialised in this process.
-
-    A forked child inherits a CUDA context it cannot use; then the forkserver starts
-    clean children instead (slower to start, safe).
-    """
-    return multiprocessing.get_context("forkserver" if torch.cuda.is_initialized() else "fork")
+DECODE_CHUNK = 256
 
 
 class PairBank:
-    """Every pair of an `.obj` decoded once: `pairs` uint8 (N, 2, H, W), `labels` (N,)."""
+    """Decoded pairs: `pairs` uint8 (M, 2, H, W), in memory or mapped from the decoded cache; `labels` (N,).
 
-    def __init__(self, labels: torch.Tensor, pairs: torch.Tensor):
-        self.labels, self.pairs = labels, pairs
+    `rows` (N,) picks the bank's pairs out of `pairs` (a label subset of a mapped
+    cache, which is not copied); without it the bank is all of `pairs`.
+    """
+
+    def __init__(self, labels: torch.Tensor, pairs: torch.Tensor, rows: torch.Tensor | None = None,
+                 cache: DecodedCache | None = None):
+        self.labels, self.pairs, self.rows = labels, pairs, rows
+        self.cache = cache   # the mapped file behind `pairs`, when there is one
 
     @classmethod
     def from_obj(cls, obj_path, num_workers: int = 0, labels: set[int] | None = None,
                  choose: Callable[[list[int]], list[int]] | None = None) -> "PairBank":
-        """Decode the records of `obj_path` (those with `labels`); `choose` maps their labels to the
-        indices to keep, in order, and only those are decoded (a sample grid, a validation slice)."""
-        records = read_obj(obj_path)
-        if labels is not None:
-            records = [r for r in records if r.label in labels]
-            if not records:
-                raise ObjFormatError(f"{obj_path}: no record has a label in {sorted(labels)}")
+        """Decode the records of `obj_path` (those with `labels`) into memory; `choose` maps their labels to
+        the indices to keep, in order, and only those are read and decoded (a sample grid, a validation slice)."""
+        index = scan_obj(obj_path)
+        keep = _with_labels(index.labels, labels, obj_path)
         if choose is not None:
-            records = [records[i] for i in choose([r.label for r in records])]
-        items = [(i, r.image_bytes) for i, r in enumerate(records)]
-        progress = dict(total=len(items), desc=f"decode {Path(obj_path).name}", unit="pair", leave=False,
-                        disable=len(items) < 2000)
-        try:
-            if num_workers > 0 and len(items) > 256:
-                with decoder_context().Pool(num_workers) as pool:
-                    arrays = list(tqdm(pool.imap(_decode, items, chunksize=64), **progress))
-            else:
-                arrays = [_decode(item) for item in tqdm(items, **progress)]
-        except ValueError as err:
-            raise ObjFormatError(f"{obj_path}: {err}") from None
-        pairs = torch.from_numpy(np.stack(arrays))
-        return cls(torch.tensor([r.label for r in records], dtype=torch.long), pairs)
+            keep = [keep[i] for i in choose([index.labels[i] for i in keep])]
+        pairs = np.empty((len(keep), 2, index.height, index.width // 2), np.uint8)
+        chunks = [keep[i:i + DECODE_CHUNK] for i in range(0, len(keep), DECODE_CHUNK)]
+        progress = tqdm(total=len(keep), desc=f"decode {index.path.name}", unit="pair", leave=False,
+                        disable=len(keep) < 2000)
+        done = 0
+        for arrays in decode_records(index, chunks, num_workers if len(keep) > DECODE_CHUNK else 0):
+            pairs[done:done + len(arrays)] = arrays
+            done += len(arrays)
+            progress.update(len(arrays))
+        progress.close()
+        return cls(torch.tensor([index.labels[i] for i in keep], dtype=torch.long), torch.from_numpy(pairs))
+
+    @classmethod
+    def from_cache(cls, obj_path, num_workers: int = 0, labels: set[int] | None = None, cache_dir=None,
+                   say: Callable[[str], None] = print, build: bool = True) -> "PairBank":
+        """The records of `obj_path` (those with `labels`) mapped from its decoded cache, built first if need be."""
+        cache = decoded_cache(obj_path, cache_dir, num_workers, say, build)
+        keep = _with_labels(cache.labels.tolist(), labels, obj_path)
+        rows = None if len(keep) == len(cache.labels) else torch.tensor(keep, dtype=torch.long)
+        return cls(torch.from_numpy(cache.labels[keep]), torch.from_numpy(cache.pairs), rows, cache)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -94,15 +86,47 @@ class PairBank:
     def image_size(self) -> int:
         return self.pairs.shape[-1]
 
+    def rows_of(self, index: torch.Tensor) -> torch.Tensor:
+        """Positions in `pairs` of the bank's pairs `index`."""
+        return index if self.rows is None else self.rows[index]
+
+    def gather(self, index: torch.Tensor, pin: bool = False) -> torch.Tensor:
+        """uint8 (len(index), 2, H, W) of the bank's pairs `index`, in that order (in pinned memory if `pin`)."""
+        rows = self.rows_of(index).to(self.pairs.device)
+        if self.cache is not None:
+            self.cache.will_need(rows.tolist())
+        if not pin:
+            return self.pairs[rows]
+        out = torch.empty((len(rows), *self.pairs.shape[1:]), dtype=torch.uint8, pin_memory=True)
+        return torch.index_select(self.pairs, 0, rows, out=out)
+
     def model_tensors(self, index=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(labels, target, source) of the chosen records, images (N, 1, H, W) in [-1, 1]."""
-        index = slice(None) if index is None else index
-        pairs = to_model_input(self.pairs[index], torch.device("cpu"))
+        index = torch.arange(len(self)) if index is None else torch.as_tensor(index)
+        pairs = to_model_input(self.gather(index), torch.device("cpu"))
         return self.labels[index], pairs[:, :1], pairs[:, 1:]
 
     @property
     def nbytes(self) -> int:
-        return self.pairs.numel() * self.pairs.element_size()
+        return len(self) * self.pairs[0].numel() * self.pairs.element_size()
+
+    def to(self, device: torch.device, chunk: int = 1024) -> "PairBank":
+        """The bank's pairs copied to `device`, a chunk at a time (no second host copy of a mapped cache)."""
+        out = torch.empty((len(self), *self.pairs.shape[1:]), dtype=torch.uint8, device=device)
+        for first in range(0, len(self), chunk):
+            index = torch.arange(first, min(first + chunk, len(self)))
+            out[first:first + len(index)] = self.gather(index).to(device)
+        return PairBank(self.labels, out)
+
+
+def _with_labels(found: list[int], labels: set[int] | None, obj_path) -> list[int]:
+    """Record numbers whose label is in `labels` (all when None); an error when none is."""
+    if labels is None:
+        return list(range(len(found)))
+    keep = [i for i, label in enumerate(found) if label in labels]
+    if not keep:
+        raise ObjFormatError(f"{obj_path}: no record has a label in {sorted(labels)}")
+    return keep
 
 
 def label_balanced(labels: list[int], count: int, seed: int | None = None) -> list[int]:
@@ -167,17 +191,16 @@ class BatchIterator:
         self.input_nc, self.augment, self.bold, self.rotate, self.blur = input_nc, augment, bold, rotate, blur
         self.seed, self.shuffle = seed, shuffle
         self.drop_last = drop_last and len(bank) >= batch_size
-        self.pairs, self.labels, self.image_size = bank.pairs, bank.labels, bank.image_size
+        self.labels, self.image_size = bank.labels, bank.image_size
+        self.pin = self.device.type == "cuda"
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             if bank.nbytes < free // 4:
                 # The uint8 bank fits in a quarter of the free memory: keep it on the GPU, no
-                # copies per step, and drop the host copy (40 styles x GB2312 at 256 px is
-                # 30 GiB of host RAM). A larger one stays on the host and each batch (uint8,
-                # 4x smaller than float) is gathered and copied over.
+                # copies per step. A larger one stays in the host's page cache and each batch
+                # (uint8, 4x smaller than float) is gathered into pinned memory and copied over.
                 # Labels stay on the host: checking them costs no device sync.
-                self.pairs = bank.pairs.to(self.device)
-                bank.pairs = self.pairs
+                self.bank = bank.to(self.device)
 
     def __len__(self) -> int:
         n = len(self.bank)
@@ -186,35 +209,107 @@ class BatchIterator:
     def epoch(self, epoch: int, start_batch: int = 0):
         aug_gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + epoch + 1)
         order = epoch_order(len(self.bank), self.seed, epoch, self.shuffle)
-        # The order goes to the bank's device once per epoch: a per-batch copy of the
-        # index from pageable host memory would block the host every step.
-        bank_order = order.to(self.pairs.device)
         h = w = self.bank.image_size
         on_cpu = self.device.type == "cpu"
+        shares = []   # (lo, hi, this process's indices) of each global batch
         for i in range(len(self)):
             first = i * self.batch_size
-            size = len(order[first:first + self.batch_size])
-            # Draw the augmentation of skipped batches too, so a resumed epoch stays in step.
-            draw = (augment_params(size, h, w, self.bold, self.rotate, self.blur, aug_gen, self.device)
-                    if self.augment else None)
-            if i < start_batch:
-                continue
-            share = size // self.world_size
+            share = len(order[first:first + self.batch_size]) // self.world_size
             lo, hi = self.rank * share, (self.rank + 1) * share
-            index = order[first + lo:first + hi]
-            draw = draw.part(lo, hi) if draw is not None else None
-            pairs = self.pairs[bank_order[first + lo:first + hi]]
-            if draw is None:
-                pairs = to_model_input(pairs, self.device)
-            elif on_cpu:  # resample in uint8 on the CPU, then convert
-                pairs = blur_batch(to_model_input(augment_uint8(pairs, draw), self.device), draw.blur_index)
-            else:  # convert on the GPU, resample the whole batch there
-                pairs = augment_float(to_model_input(pairs, self.device), draw)
-            target, source = pairs[:, :1], pairs[:, 1:]
-            if self.input_nc > 1:
-                target = target.expand(-1, self.input_nc, -1, -1)
-                source = source.expand(-1, self.input_nc, -1, -1)
-            yield self.labels[index], source, target
+            shares.append((lo, hi, order[first + lo:first + hi]))
+        gathered = self.gathered([index for _, _, index in shares[start_batch:]])
+        try:
+            for i, (lo, hi, index) in enumerate(shares):
+                size = len(order[i * self.batch_size:(i + 1) * self.batch_size])
+                # Draw the augmentation of skipped batches too, so a resumed epoch stays in step.
+                draw = (augment_params(size, h, w, self.bold, self.rotate, self.blur, aug_gen, self.device)
+                        if self.augment else None)
+                if i < start_batch:
+                    continue
+                draw = draw.part(lo, hi) if draw is not None else None
+                pairs = next(gathered)
+                if draw is None:
+                    pairs = to_model_input(pairs, self.device)
+                elif on_cpu:  # resample in uint8 on the CPU, then convert
+                    pairs = blur_batch(to_model_input(augment_uint8(pairs, draw), self.device), draw.blur_index)
+                else:  # convert on the GPU, resample the whole batch there
+                    pairs = augment_float(to_model_input(pairs, self.device), draw)
+                target, source = pairs[:, :1], pairs[:, 1:]
+                if self.input_nc > 1:
+                    target = target.expand(-1, self.input_nc, -1, -1)
+                    source = source.expand(-1, self.input_nc, -1, -1)
+                yield self.labels[index], source, target
+        finally:
+            gathered.close()
+
+    def gathered(self, indices: list[torch.Tensor]):
+        """The uint8 pairs of each index in turn: from the GPU bank directly, else by a background thread
+        a few batches ahead, so reading pages from disk and copying overlap the training step."""
+        if self.bank.pairs.device.type == "cuda":
+            return self._gather_on_device(indices)
+        return Prefetcher(lambda index: self.bank.gather(index, pin=self.pin), indices)
+
+
+    def _gather_on_device(self, indices: list[torch.Tensor]):
+        if not indices:
+            return
+        # The epoch's order goes to the GPU in one copy: a per-batch copy of each index
+        # from pageable host memory would block the host every step.
+        on_device = torch.cat(indices).to(self.bank.pairs.device)
+        for part in on_device.split([len(i) for i in indices]):
+            yield self.bank.gather(part)
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class Prefetcher:
+    """`fetch(item)` of each item in order, computed by a background thread up to `depth` items ahead."""
+
+    _END = object()
+
+    def __init__(self, fetch: Callable, items: list, depth: int = 2):
+        self.queue: queue.Queue = queue.Queue(depth)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(fetch, items), daemon=True, name="prefetch")
+        self.thread.start()
+
+    def _put(self, value) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, fetch, items) -> None:
+        try:
+            for item in items:
+                if not self._put(fetch(item)):
+                    return
+        except BaseException as err:   # handed to the consumer, raised there
+            self._put(_Failed(err))
+            return
+        self._put(self._END)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        value = self.queue.get()
+        if value is self._END:
+            self.queue.put(self._END)
+            raise StopIteration
+        if isinstance(value, _Failed):
+            raise value.error
+        return value
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
 
 
 class PilBatches:

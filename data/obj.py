@@ -65,28 +65,92 @@ def check_record(obj, path, index: int) -> Record:
     return Record(label, bytes(data), width, height)
 
 
+def _records(f, path: Path) -> Iterator[tuple[int, Record]]:
+    """(offset, record) of each record of the open file `f`, validated, in order."""
+    index = 0
+    while True:
+        offset = f.tell()
+        if not f.peek(1):  # clean end of file between records
+            break
+        try:
+            obj = _PlainDataUnpickler(f).load()
+        except EOFError:
+            raise ObjFormatError(f"{path}: record {index} is truncated (file ends mid-record)") from None
+        except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError,
+                UnicodeDecodeError) as err:
+            if "truncated" in str(err):
+                raise ObjFormatError(f"{path}: record {index} is truncated (file ends "
+                                     f"mid-record)") from None
+            raise ObjFormatError(f"{path}: record {index} is not a valid pickle record ({err})") from None
+        yield offset, check_record(obj, path, index)
+        index += 1
+
+
 def iter_obj(path: str | Path) -> Iterator[Record]:
     """Records of an `.obj` file, validated, in order."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such .obj file")
     with open(path, "rb") as f:
-        index = 0
-        while True:
-            if not f.peek(1):  # clean end of file between records
-                break
-            try:
-                obj = _PlainDataUnpickler(f).load()
-            except EOFError:
-                raise ObjFormatError(f"{path}: record {index} is truncated (file ends mid-record)") from None
-            except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError,
-                    UnicodeDecodeError) as err:
-                if "truncated" in str(err):
-                    raise ObjFormatError(f"{path}: record {index} is truncated (file ends "
-                                         f"mid-record)") from None
-                raise ObjFormatError(f"{path}: record {index} is not a valid pickle record ({err})") from None
-            yield check_record(obj, path, index)
-            index += 1
+        for _, record in _records(f, path):
+            yield record
+
+
+@dataclass(frozen=True)
+class ObjIndex:
+    """Where each record of an `.obj` starts, its label, and the one pair size they all share.
+
+    Made by one streaming pass that keeps no image bytes, so reading a few chosen
+    records (a sample grid) or every record in turn (building the decoded cache) never
+    holds the whole file in memory.
+    """
+    path: Path
+    labels: list[int]
+    offsets: list[int]
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Bytes of every pair decoded to uint8 (grayscale)."""
+        return len(self) * self.width * self.height
+
+    def read(self, indices: Iterable[int]) -> Iterator[Record]:
+        """The records at `indices`, in that order, read from the file one at a time."""
+        with open(self.path, "rb") as f:
+            for i in indices:
+                f.seek(self.offsets[i])
+                try:
+                    obj = _PlainDataUnpickler(f).load()
+                except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError,
+                        UnicodeDecodeError):
+                    raise ObjFormatError(f"{self.path}: record {i} changed since the file was indexed; "
+                                         f"was it rewritten during the run?") from None
+                yield check_record(obj, self.path, i)
+
+
+def scan_obj(path: str | Path) -> ObjIndex:
+    """Index an `.obj` in one streaming pass: every record validated, all pairs one size."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such .obj file")
+    labels, offsets, first = [], [], None
+    with open(path, "rb") as f:
+        for index, (offset, record) in enumerate(_records(f, path)):
+            if first is None:
+                first = record
+            elif (record.width, record.height) != (first.width, first.height):
+                raise ObjFormatError(f"{path}: record {index} is {record.width}x{record.height} but record 0 is "
+                                     f"{first.width}x{first.height}; every pair of one .obj must be one size: "
+                                     f"render them at one --canvas_size and package again")
+            labels.append(record.label)
+            offsets.append(offset)
+    if first is None:
+        raise ObjFormatError(f"{path}: the file holds no records")
+    return ObjIndex(path, labels, offsets, first.width, first.height)
 
 
 def read_obj(path: str | Path) -> list[Record]:

@@ -85,14 +85,14 @@ def _group_by_source(sources: torch.Tensor, labels: torch.Tensor, chars: list[st
 
 
 def eval_set_from_obj(obj_path: str | Path, limit: int | None = None, seed: int = 0) -> EvalSet:
-    bank = PairBank.from_obj(obj_path)
-    index = list(range(len(bank)))
-    if limit is not None and limit < len(index):
-        index = sorted(random.Random(seed).sample(index, limit))
-    labels, targets, sources = bank.model_tensors(index)
-    chars = [None] * len(index)
-    return EvalSet(sources, targets, labels, chars, f"{obj_path} ({len(index)} pairs)",
-                   _group_by_source(bank.pairs[index][:, 1], labels, chars))
+    def pick(labels: list[int]) -> list[int]:   # only the pairs evaluated are decoded
+        index = list(range(len(labels)))
+        return sorted(random.Random(seed).sample(index, limit)) if limit is not None and limit < len(index) else index
+    bank = PairBank.from_obj(obj_path, choose=pick)
+    labels, targets, sources = bank.model_tensors()
+    chars = [None] * len(bank)
+    return EvalSet(sources, targets, labels, chars, f"{obj_path} ({len(bank)} pairs)",
+                   _group_by_source(bank.pairs[:, 1], labels, chars))
 
 
 def eval_set_from_fonts(src_font: str, dst_fonts: dict[int, str], chars: list[str], image_size: int,

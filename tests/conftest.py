@@ -93,3 +93,22 @@ def bundled_font_data(tmp_path_factory):
         font2font(src, Font(ROOT / "fonts" / target, 32), chars, settings, root / "pairs", label=label)
     package([root / "pairs"], root / "data", split_ratio=0.1, by="char")
     return root / "data"
+
+
+@pytest.fixture
+def small_disk():
+    """Factory: small_disk(path, "64k") mounts a tmpfs of that size at `path` (a real full disk), unmounted
+    after the test; the test is skipped, saying why, where mounting needs a root this process is not."""
+    import subprocess
+    mounted = []
+
+    def mount(path: Path, size: str) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.decode().strip()}")
+        mounted.append(path)
+        return path
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", str(path)], check=False)

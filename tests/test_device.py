@@ -99,7 +99,7 @@ def test_discriminator_input_keeps_the_runs_memory_format(tiny_config, tiny_batc
 
 
 def test_decoders_are_not_forked_after_cuda_starts(monkeypatch):
-    from data.loader import decoder_context
+    from data.decode import decoder_context
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     assert decoder_context().get_start_method() == "fork"
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)

@@ -325,13 +325,6 @@ def test_dist_timeout_is_checked(tmp_path):
     assert args.dist_timeout == 90.0
 
 
-def _full_disk(path: Path, size: str) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.decode().strip()}")
-
-
 def _launch(args: list, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *map(str, args)], cwd=ROOT, env=env,
@@ -350,18 +343,15 @@ TRAIN_ARGS = ["--embedding_num", 4, "--ngf", 8, "--ndf", 8, "--batch_size", 8, "
 
 
 @pytest.mark.slow
-def test_rank_0_failing_to_save_ends_every_rank_with_its_one_line(reference_dir, tmp_path):
-    exp, ckpt = _experiment(reference_dir, tmp_path), tmp_path / "full"
-    _full_disk(ckpt, "64k")   # a real full disk: the first checkpoint does not fit
-    try:
-        began = time.monotonic()
-        proc = _launch(["--standalone", "--nproc_per_node", 2, "train.py", "--experiment_dir", exp,
-                        "--checkpoint_dir", ckpt, "--epoch", 100, "--checkpoint_steps", 2, *TRAIN_ARGS])
-        out, err = proc.communicate(timeout=240)
-        elapsed = time.monotonic() - began
-        left = sorted(p.name for p in ckpt.iterdir())
-    finally:
-        subprocess.run(["umount", str(ckpt)], check=False)
+def test_rank_0_failing_to_save_ends_every_rank_with_its_one_line(reference_dir, tmp_path, small_disk):
+    exp = _experiment(reference_dir, tmp_path)
+    ckpt = small_disk(tmp_path / "full", "64k")   # a real full disk: the first checkpoint does not fit
+    began = time.monotonic()
+    proc = _launch(["--standalone", "--nproc_per_node", 2, "train.py", "--experiment_dir", exp,
+                    "--checkpoint_dir", ckpt, "--epoch", 100, "--checkpoint_steps", 2, *TRAIN_ARGS])
+    out, err = proc.communicate(timeout=240)
+    elapsed = time.monotonic() - began
+    left = sorted(p.name for p in ckpt.iterdir())
     lines = [line for line in err.splitlines() if line.strip()]
     assert proc.returncode == 2, err
     assert lines[-1].startswith("error: rank 0: could not save checkpoint step 2 in "), err

@@ -112,6 +112,7 @@ class DeviceConfig:
     gpu_ids: tuple[str, ...] | None = None  # zi2zi's way to name the GPU
     loader: str = "fast"
     num_workers: int = 0
+    cache_dir: str | None = None       # None: a cache/ folder beside the .obj
     amp: str = "off"
     channels_last: bool = False
     compile: bool = False
@@ -128,6 +129,9 @@ class DeviceConfig:
             raise UserError(f"--amp must be one of {', '.join(AMP_CHOICES)}; got {self.amp!r}")
         if self.num_workers < 0:
             raise UserError(f"--num_workers must be >= 0; got {self.num_workers}")
+        if self.cache_dir is not None and self.loader != "fast":
+            raise UserError(f"--cache_dir is where --loader fast keeps the decoded data; --loader {self.loader} "
+                            f"decodes every item as it goes and keeps none: drop one of the two")
         if not self.dist_timeout > 0:
             raise UserError(f"--dist_timeout is in seconds and must be > 0; got {self.dist_timeout}")
 
@@ -330,9 +334,12 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     flag(g, DeviceConfig, "gpu_ids", "zi2zi's way to pick GPUs: cuda:0, 0; several (0,1) under torchrun, one "
          "per process", type=str,
          nargs="+")
-    flag(g, DeviceConfig, "loader", "fast: decode once, augment batches on the device; pil: zi2zi's per-item path",
+    flag(g, DeviceConfig, "loader", "fast: decode once per machine into --cache_dir, augment batches on the "
+         "device; pil: zi2zi's per-item path",
          choices=["fast", "pil"])
     flag(g, DeviceConfig, "num_workers", "processes decoding the .obj (fast) or DataLoader workers (pil)")
+    flag(g, DeviceConfig, "cache_dir", "where the fast loader keeps each .obj decoded once, shared by every process "
+         "of the machine (default: cache/ beside the .obj)", type=str)
     flag(g, DeviceConfig, "amp", "mixed precision", choices=["off", "bf16", "fp16"])
     flag(g, DeviceConfig, "channels_last", "NHWC activations (faster on tensor cores)")
     flag(g, DeviceConfig, "compile", "torch.compile both networks")

@@ -3,6 +3,7 @@
 Layout of an experiment directory (zi2zi's, plus logs/ and config.json):
 
     experiment/data/{train,val}.obj
+    experiment/data/cache/train-<hash>/       train.obj decoded once (--loader fast; --cache_dir moves it)
     experiment/checkpoint/{step}_net_G.pth, {step}_net_D.pth, {step}_state.pth
     experiment/sample/step_{step:07d}.png     source | target | generated
     experiment/logs/train.jsonl               one line per log interval
@@ -23,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from data.loader import BatchIterator, PairBank, PilBatches, label_balanced
-from data.obj import read_obj
+from data.obj import scan_obj
 from model.checkpoint import available_steps, prune_checkpoints, save_checkpoint
 from model.spectral import largest_singular_value
 from utils.errors import UserError
@@ -56,8 +57,18 @@ def open_batches(train_obj: Path, settings: Settings, device: torch.device, dist
     if settings.device.loader == "pil":
         return PilBatches(train_obj, run.batch_size, device, num_workers=settings.device.num_workers,
                           labels=labels, **options)
-    bank = PairBank.from_obj(train_obj, settings.device.num_workers, labels)
-    return BatchIterator(bank, run.batch_size, device, **options)
+    return BatchIterator(decoded_bank(train_obj, settings, labels, dist), run.batch_size, device, **options)
+
+
+def decoded_bank(train_obj: Path, settings: Settings, labels: set[int] | None, dist: Distributed) -> PairBank:
+    """The training pairs mapped from the decoded cache: the first process of each machine builds it if need
+    be while the others wait, so the machine decodes the file once and holds one copy, in its page cache."""
+    options = dict(num_workers=settings.device.num_workers, labels=labels, cache_dir=settings.device.cache_dir,
+                   say=tqdm.write)
+    builder = dist.local_rank == 0
+    bank = PairBank.from_cache(train_obj, **options) if builder else None
+    dist.barrier()
+    return bank if bank is not None else PairBank.from_cache(train_obj, build=False, **options)
 
 
 def sample_batch(obj_path: Path, count: int):
@@ -166,7 +177,7 @@ class Trainer:
             return None
         labels = set(run.fine_tune) if run.fine_tune is not None else None
         if has_val and labels is not None:
-            has_val = any(record.label in labels for record in read_obj(val_obj))
+            has_val = any(label in labels for label in scan_obj(val_obj).labels)
         if not has_val:
             asked = "--keep_best" if run.keep_best else ("--eval_steps" if run.eval_steps else None)
             what = f"{val_obj} is missing or empty" if labels is None else \

@@ -62,3 +62,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_torch_save(obj, path: str | Path) -> Path:
     import torch
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB': sizes people read in messages."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
