@@ -9,10 +9,12 @@ font2img.py writes them), then measures:
 - building the decoded cache: seconds, and the builder's peak private memory;
 - train.py with 1 and with 2 processes (launch.py, gloo on the CPU): each training
   process's peak private memory (`RssAnon` of /proc/<pid>/status, sampled every 20 ms)
-  and the page cache holding the decoded data at the end (`fincore`), which all the
+  and the page cache holding the decoded data at the end (mincore(2)), which all the
   processes of the machine share;
 - the data path alone (gather, augment, convert; no model): pairs/s over the whole
-  epoch with the cache's pages dropped first (cold: read from disk) and again (warm).
+  epoch with the cache's pages dropped first (cold: read from disk) and again (warm),
+  and the page cache the data then holds (the whole file, once), and the private
+  memory the data path adds to its process ("data MiB").
 
 Private memory is what grows with processes; the page cache is one copy per machine
 and the kernel gives it back under pressure. bench.py measures training speed; this
@@ -34,7 +36,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 
 from data.synthetic import synthetic_obj  # noqa: E402
 from utils.io import atomic_write_text  # noqa: E402
@@ -71,11 +72,11 @@ def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
-        return "?"
+        return ""
 
 
 def run_sampled(cmd: list[str], env=None) -> tuple[float, dict[int, dict]]:
-    """Run `cmd`; returns (seconds, {pid: {"peak_rss_anon_mb", "cmd"}}) for it and every descendant."""
+    """Run `cmd`; returns (seconds, {pid: {"peak_rss_anon_mib", "cmd"}}) for it and every descendant."""
     peaks: dict[int, dict] = {}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -87,9 +88,11 @@ def run_sampled(cmd: list[str], env=None) -> tuple[float, dict[int, dict]]:
                 kib = rss_anon_kib(pid)
                 if kib is None:
                     continue
-                entry = peaks.setdefault(pid, {"peak_rss_anon_mb": 0.0})
-                entry["cmd"] = command_line(pid)   # read again: a fresh child shows its parent's until it execs
-                entry["peak_rss_anon_mb"] = max(entry["peak_rss_anon_mb"], kib / 1024)
+                entry = peaks.setdefault(pid, {"peak_rss_anon_mib": 0.0, "cmd": ""})
+                cmd = command_line(pid)   # read again: a fresh child shows its parent's until it execs
+                if cmd:                   # (and an exiting one shows nothing)
+                    entry["cmd"] = cmd
+                entry["peak_rss_anon_mib"] = max(entry["peak_rss_anon_mib"], kib / 1024)
             time.sleep(0.02)
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -101,14 +104,26 @@ def run_sampled(cmd: list[str], env=None) -> tuple[float, dict[int, dict]]:
     return time.perf_counter() - start, peaks
 
 
-def page_cache_mb(path: Path) -> float | None:
-    """Bytes of `path` in the page cache (util-linux fincore), or None without it."""
+def page_cache_mib(path: Path) -> float:
+    """MiB of `path` resident in the page cache, by mincore(2) over a mapping of it (what fincore reports)."""
+    import ctypes
+    import mmap
+    size = path.stat().st_size
+    if size == 0:
+        return 0.0
+    libc = ctypes.CDLL(None, use_errno=True)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = (ctypes.c_ubyte * pages)()
+    with open(path, "rb") as f:
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)   # a writable buffer, so ctypes can address it
+    anchor = ctypes.c_char.from_buffer(mapping)
     try:
-        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
-                             capture_output=True, text=True, check=True).stdout
-        return int(out.split()[0]) / 2 ** 20
-    except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
-        return None
+        if libc.mincore(ctypes.c_void_p(ctypes.addressof(anchor)), ctypes.c_size_t(size), vec) != 0:
+            raise OSError(ctypes.get_errno(), f"mincore on {path}")
+    finally:
+        del anchor
+        mapping.close()
+    return sum(b & 1 for b in vec) * mmap.PAGESIZE / 2 ** 20
 
 
 def drop_page_cache(path: Path) -> None:
@@ -123,12 +138,19 @@ def drop_page_cache(path: Path) -> None:
 DATA_PATH_SNIPPET = """
 import json, sys, time, torch
 from data.loader import BatchIterator, PairBank
+
+def rss_anon_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:")) / 1024
+
+before = rss_anon_mib()
 bank = PairBank.from_cache(sys.argv[1], build=False, say=lambda m: None)
-batches = BatchIterator(bank, 64, "cpu", augment=True, seed=0)
-start = time.perf_counter(); n = 0
+batches = BatchIterator(bank, 64, "cpu", augment=True, seed=0, drop_last=False)
+start, n, peak = time.perf_counter(), 0, 0.0
 for labels, source, target in batches.epoch(0):
     n += len(labels)
-print(json.dumps({"pairs": n, "seconds": time.perf_counter() - start}))
+    peak = max(peak, rss_anon_mib())
+print(json.dumps({"pairs": n, "seconds": time.perf_counter() - start, "private_mib": peak - before}))
 """
 
 
@@ -138,7 +160,9 @@ def data_path_rate(obj: Path, cold: bool, cache_file: Path) -> dict:
     out = subprocess.run([sys.executable, "-c", DATA_PATH_SNIPPET, str(obj)], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    return {"pairs_per_s": result["pairs"] / result["seconds"], "page_cache_before": "dropped" if cold else "warm"}
+    return {"pairs_per_s": result["pairs"] / result["seconds"], "page_cache_before": "dropped" if cold else "warm",
+            # private memory the data path added to the process (after torch's import), at its peak
+            "private_mib": result["private_mib"]}
 
 
 def train_command(experiment: Path, processes: int, steps: int, batch: int, model_flags: list[str]) -> list[str]:
@@ -163,37 +187,44 @@ def measure(count: int, work: Path, process_counts: list[int], steps: int, batch
     build = [sys.executable, "-c", "import sys; from data.cache import decoded_cache; "
              "decoded_cache(sys.argv[1], num_workers=int(sys.argv[2]))", str(obj), str(num_workers)]
     build_s, build_peaks = run_sampled(build)
-    row = {"pairs": count, "obj_mb": obj.stat().st_size / 2 ** 20, "decoded_mb": cache_file.stat().st_size / 2 ** 20,
+    row = {"pairs": count, "obj_mib": obj.stat().st_size / 2 ** 20,
+           "decoded_mib": cache_file.stat().st_size / 2 ** 20,
            "cache_build_s": build_s, "cache_build_workers": num_workers,
-           "cache_builder_peak_rss_anon_mb": max(p["peak_rss_anon_mb"] for p in build_peaks.values()),
+           "cache_builder_peak_rss_anon_mib": max(p["peak_rss_anon_mib"] for p in build_peaks.values()),
            "data_path_cold": data_path_rate(obj, True, cache_file),
            "data_path_warm": data_path_rate(obj, False, cache_file), "train": {}}
+    # one epoch read the whole file: this is the data's one host copy, whatever the number of processes
+    row["page_cache_after_epoch_mib"] = page_cache_mib(cache_file)
     for processes in process_counts:
         drop_page_cache(cache_file)
         seconds, peaks = run_sampled(train_command(experiment, processes, steps, batch, model_flags))
         # the training processes: the command itself, or the workers launch.py starts (not launch.py)
         trainers = [p for pid, p in peaks.items() if "train.py" in p["cmd"] and "launch.py" not in p["cmd"]]
         row["train"][str(processes)] = {
-            "seconds": seconds, "per_process_peak_rss_anon_mb": [p["peak_rss_anon_mb"] for p in trainers],
-            "page_cache_of_data_mb": page_cache_mb(cache_file)}
+            "seconds": seconds, "per_process_peak_rss_anon_mib": [p["peak_rss_anon_mib"] for p in trainers],
+            "page_cache_of_data_mib": page_cache_mib(cache_file)}
     return row
 
 
 def summary(rows: list[dict]) -> list[str]:
-    lines = [f"{'pairs':>7} {'.obj MB':>8} {'decoded MB':>10} {'build s':>8} {'cold p/s':>9} {'warm p/s':>9}   "
-             f"private MB per process (page cache MB) by processes"]
+    lines = [f"{'pairs':>7} {'.obj MiB':>8} {'decoded MiB':>11} {'build s':>8} {'cold p/s':>9} {'warm p/s':>9} "
+             f"{'cached MiB':>10} {'data MiB':>8}   private MiB per training process (page cache MiB after it), "
+             f"by processes"]
     for r in rows:
-        train = "   ".join(f"{k}: {', '.join(f'{m:.0f}' for m in t['per_process_peak_rss_anon_mb'])} "
-                           f"({t['page_cache_of_data_mb'] or 0:.0f})" for k, t in r["train"].items())
-        lines.append(f"{r['pairs']:>7} {r['obj_mb']:>8.0f} {r['decoded_mb']:>10.0f} {r['cache_build_s']:>8.1f} "
-                     f"{r['data_path_cold']['pairs_per_s']:>9.0f} {r['data_path_warm']['pairs_per_s']:>9.0f}   {train}")
+        train = "   ".join(f"{k}: {', '.join(f'{m:.0f}' for m in t['per_process_peak_rss_anon_mib'])} "
+                           f"({t['page_cache_of_data_mib']:.0f})" for k, t in r["train"].items())
+        lines.append(f"{r['pairs']:>7} {r['obj_mib']:>8.0f} {r['decoded_mib']:>11.0f} {r['cache_build_s']:>8.1f} "
+                     f"{r['data_path_cold']['pairs_per_s']:>9.0f} {r['data_path_warm']['pairs_per_s']:>9.0f} "
+                     f"{r['page_cache_after_epoch_mib']:>10.0f} {r['data_path_warm']['private_mib']:>8.0f}   {train}")
     base = next((r for r in rows if {"1", "2"} <= set(r["train"])), None)
     if base is not None:
         one, two = base["train"]["1"], base["train"]["2"]
-        shared = sum(two["per_process_peak_rss_anon_mb"]) + (two["page_cache_of_data_mb"] or 0)
-        bound = base["decoded_mb"] + 2 * one["per_process_peak_rss_anon_mb"][0]
-        lines.append(f"N={base['pairs']}: 2 processes use {shared:.0f} MB (private + page cache) against one decoded "
-                     f"copy + twice one process's private memory, {bound:.0f} MB: ratio {shared / bound:.2f}")
+        # the page cache of a whole epoch (the worst case: every pair read) is shared by both processes
+        shared = sum(two["per_process_peak_rss_anon_mib"]) + base["page_cache_after_epoch_mib"]
+        bound = base["decoded_mib"] + 2 * one["per_process_peak_rss_anon_mib"][0]
+        lines.append(f"N={base['pairs']}: 2 processes use {shared:.0f} MiB (their private memory + the page cache of an "
+                     f"epoch) against one decoded copy + twice one process's private memory, {bound:.0f} MiB: ratio "
+                     f"{shared / bound:.2f}")
     return lines
 
 

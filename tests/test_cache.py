@@ -1,7 +1,6 @@
 """The decoded cache: built once per .obj, rebuilt when it changes, atomic, shared, and the same batches as before."""
 import io
 import os
-import pickle
 import subprocess
 import sys
 import threading
@@ -13,7 +12,7 @@ import torch
 from PIL import Image
 
 from data import cache as cache_module
-from data.cache import build_lock, cache_folder, decoded_cache
+from data.cache import cache_folder, decoded_cache
 from data.loader import BatchIterator, PairBank, Prefetcher
 from data.obj import ObjFormatError, encode_image, iter_obj, scan_obj, write_obj
 from data.synthetic import synthetic_obj
@@ -198,6 +197,18 @@ def test_batches_from_the_cache_are_the_pairs_and_order_of_decoding_in_memory(ob
     everything = _pil_pairs(obj)
     keep = [i for i in range(40) if labels is None or i % 3 in labels]
     np.testing.assert_array_equal(in_memory.pairs.numpy(), everything[keep])
+
+
+def test_a_bank_copied_to_a_device_holds_its_pairs_in_order(obj, device):
+    mapped = PairBank.from_cache(obj, labels={1}, say=lambda m: None)
+    moved = mapped.to(device, chunk=3)   # several chunks, the last one short
+    assert moved.pairs.device.type == device.type and moved.rows is None and moved.cache is None
+    assert torch.equal(moved.pairs.cpu(), mapped.gather(torch.arange(len(mapped))))
+    ours = [b for b in BatchIterator(mapped, 4, device, seed=2).epoch(0)]
+    before = [b for b in BatchIterator(PairBank.from_obj(obj, labels={1}), 4, device, seed=2).epoch(0)]
+    assert len(ours) == len(before) == 3
+    for a, b in zip(ours, before):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def test_the_mapped_bank_holds_no_private_copy(tmp_path):

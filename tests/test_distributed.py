@@ -222,6 +222,7 @@ def test_torchrun_trains_stops_on_sigterm_and_resumes_on_one_process(reference_d
     proc.send_signal(signal.SIGTERM)   # as a scheduler preempting the job: torchrun passes it on
     out, err = proc.communicate(timeout=180)
     assert "stopped by SIGTERM: checkpoint saved at step" in out, err
+    assert (out + err).count("decoding train.obj once") == 1   # one process built the cache, the other mapped it
     steps = sorted(int(p.name.split("_")[0]) for p in (exp / "checkpoint").glob("*_state.pth"))
     assert len(steps) == 1 and steps[0] >= logged   # at most the step in flight when the signal came
     state = torch.load(exp / "checkpoint" / f"{steps[0]}_state.pth", weights_only=True)
@@ -231,6 +232,7 @@ def test_torchrun_trains_stops_on_sigterm_and_resumes_on_one_process(reference_d
     resumed = run_script("train.py", "--experiment_dir", exp, "--resume", "latest", "--max_steps", steps[0] + 2,
                          "--device", "cpu")
     assert f"resuming step {steps[0]}" in resumed.stdout and f"done at step {steps[0] + 2}" in resumed.stdout
+    assert "decoding" not in resumed.stdout + resumed.stderr   # the cache was still good
 
 
 def _sync_worker(rank: int, world: int, store: str, out: str) -> None:

@@ -251,6 +251,23 @@ def test_bench_writes_its_numbers(tmp_path, run_script):
     assert all(v > 0 for v in results["inference_chars_per_s"].values())
 
 
+def test_data_memory_measures_each_process_and_the_shared_cache(tmp_path, run_script):
+    out = tmp_path / "memory.json"
+    result = run_script("scripts/data_memory.py", "--pairs", 300, "--processes", 1, 2, "--steps", 1,
+                        "--batch_size", 2, "--num_workers", 0, "--work_dir", tmp_path, "--out", out,
+                        "--model", "--ngf", 8, "--ndf", 8)
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["pairs"] == 300 and row["decoded_mib"] == pytest.approx(300 * 2 * 256 * 256 / 2 ** 20, rel=1e-3)
+    assert row["cache_build_s"] > 0 and row["data_path_cold"]["pairs_per_s"] > 0
+    for processes in (1, 2):
+        train = row["train"][str(processes)]
+        assert len(train["per_process_peak_rss_anon_mib"]) == processes   # the workers, not the launcher
+        assert all(100 < mb < 4000 for mb in train["per_process_peak_rss_anon_mib"])
+        assert 0 < train["page_cache_of_data_mib"] <= row["decoded_mib"]
+    assert row["page_cache_after_epoch_mib"] == pytest.approx(row["decoded_mib"], rel=0.02)   # all of it, once
+    assert "ratio" in result.stdout and list(tmp_path.iterdir()) == [out]   # its work folder is gone
+
+
 def test_train_options_take_effect(experiment, tmp_path, run_script):
     exp = tmp_path / "options"
     run_script("train.py", "--experiment_dir", exp, "--data_dir", experiment / "data", "--image_size", 32,
