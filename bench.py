@@ -35,7 +35,7 @@ from model.inference import generate
 from training.step import TrainingStep, replica_buffers
 from utils.cli import run
 from utils.device import resolve_device
-from utils.io import atomic_write_text
+from utils.io import atomic_write_text, check_output_file
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, for model FLOPs
 # utilisation; the first name fragment found in torch.cuda.get_device_name() wins.
@@ -500,6 +500,7 @@ def section_scaling(results, device, processes, batch, steps, warmup, fast_amp) 
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output_file(args.out, "--out")
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     if cuda:

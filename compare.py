@@ -26,6 +26,7 @@ from model.checkpoint import model_config_of, resolve_step
 from utils.cli import run
 from utils.device import resolve_device
 from utils.errors import UserError
+from utils.io import check_output_dir
 
 
 def parse_args(argv=None):
@@ -50,6 +51,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output_dir(args.out_dir, "--out_dir")
     runs = [RunSpec.parse(text) for text in args.run]
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)

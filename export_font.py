@@ -27,6 +27,7 @@ from model.checkpoint import load_generator
 from utils.cli import run
 from utils.device import resolve_device
 from utils.errors import UserError
+from utils.io import check_output_file
 
 
 def parse_args(argv=None):
@@ -82,6 +83,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if not (args.experiment_dir or args.checkpoint_dir):
         raise UserError("give --experiment_dir (or --checkpoint_dir) to find the checkpoint")
+    check_output_file(args.out, "--out")
     ckpt_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.experiment_dir) / "checkpoint"
     data_dir = Path(args.data_dir) if args.data_dir else (Path(args.experiment_dir) / "data" if args.experiment_dir
                                                           else None)

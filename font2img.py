@@ -29,6 +29,7 @@ from data.pairs import DEFAULT_NAME_PATTERN, font2font, images2pairs, read_label
 from data.render import Font, FontSet, RenderSettings, list_faces
 from utils.cli import run
 from utils.errors import UserError
+from utils.io import check_output_dir
 
 
 def parse_args(argv=None):
@@ -69,6 +70,7 @@ def main(argv=None):
         for index, name in enumerate(list_faces(args.list_faces)):
             print(f"{index}: {name}")
         return 0
+    check_output_dir(args.sample_dir, "--sample_dir")
     if args.mode == "fonts2imgs":
         if not args.src_fonts_dir:
             raise UserError("--mode fonts2imgs needs --src_fonts_dir, the folder of source fonts")

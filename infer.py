@@ -34,6 +34,7 @@ from utils.cli import parse_int_list, run
 from utils.device import resolve_device
 from utils.errors import UserError
 from utils.images import write_interpolation, write_style, write_zi2zi_style
+from utils.io import check_output_dir
 
 ZI2ZI_DEFAULT_TEXT = "大威天龍大羅法咒世尊地藏波若諸佛"  # zi2zi-pytorch's --src_txt default
 # zi2zi-pytorch's infer.py parses these training flags without using them
@@ -160,6 +161,8 @@ def main(argv=None):
         raise UserError("give --experiment_dir (or --checkpoint_dir) to find the checkpoint")
     if args.batch_size < 1:
         raise UserError(f"--batch_size must be >= 1; got {args.batch_size}")
+    if args.save_dir:
+        check_output_dir(args.save_dir, "--save_dir")
     ignored = [f"--{name}" for name in TRAINING_ONLY if getattr(args, name) is not None]
     if ignored:
         print(f"note: {', '.join(ignored)} only apply to training; infer.py ignores them")
@@ -179,6 +182,7 @@ def main(argv=None):
     sources = load_sources(args, config)
     root = Path(args.experiment_dir or ckpt_dir.parent) / "infer"
     save_dir = Path(args.save_dir) if args.save_dir else (root if args.layout == "zi2zi" else root / str(step))
+    check_output_dir(save_dir, "--save_dir")
     write = write_zi2zi_style if args.layout == "zi2zi" else write_style
     for label, part, fakes in styled_outputs(netG, sources, labels, args, device):
         grid = write(save_dir, label, part.names, fakes, args.per_row, part.images, part.targets,

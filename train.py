@@ -11,13 +11,21 @@ from the checkpoint, and every other setting too unless given again.
 """
 from __future__ import annotations
 
-from training.config import build_parser, device_settings, resolve_settings
+import sys
+
+from training.lock import lock_before_imports, lock_experiment
+
+# A second run on a training experiment exits before the seconds torch takes to import.
+HELD_LOCK = lock_before_imports(sys.argv[1:]) if __name__ == "__main__" else None
+
+from training.config import build_parser, device_settings, resolve_settings  # noqa: E402 (after the lock)
 from training.loop import Trainer, experiment_paths
 from training.start import find_start
 from training.step import TrainingStep
 from utils.cli import run
 from utils import distributed
 from utils.device import configure_backends, resolve_device
+from utils.io import check_output_dir
 from utils.rng import seed_everything
 
 
@@ -29,6 +37,9 @@ def main(argv=None):
         start = find_start(flags, paths["checkpoint"])
         print(resolve_settings(flags, start.state, start.model_config).describe())
         return 0
+    check_output_dir(args.experiment_dir, "--experiment_dir")
+    if args.checkpoint_dir:
+        check_output_dir(args.checkpoint_dir, "--checkpoint_dir")
     ctx = distributed.from_environment()
     # The device comes from flags alone, so the processes can join before any checkpoint is read.
     device_config = device_settings(flags)
@@ -39,11 +50,18 @@ def main(argv=None):
     distributed.start(ctx, device, device_config.dist_timeout)
     try:
         with distributed.one_failure_message(ctx):
+            # one run per experiment: the job's first process holds the lock until it exits
+            lock = HELD_LOCK or (lock_experiment(paths["checkpoint"]) if ctx.is_main else None)
+            ctx.barrier()   # no process reads or writes before the lock is held
             start = find_start(flags, paths["checkpoint"], ctx, device)   # rank 0 decides, all load it
             settings = resolve_settings(flags, start.state, start.model_config)
             paths = experiment_paths(args.experiment_dir, settings.run.data_dir, args.checkpoint_dir)
             settings.device.check_sync_bn(device, settings.model, ctx.world_size)
-            return train(settings, paths, start, device, ctx)
+            try:
+                return train(settings, paths, start, device, ctx)
+            finally:
+                if lock is not None:
+                    lock.release()
     finally:
         distributed.stop(ctx)
 

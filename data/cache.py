@@ -19,7 +19,6 @@ half cache; an exclusive lock lets one process build while the others wait.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import mmap
 import os
@@ -37,6 +36,7 @@ from tqdm import tqdm
 
 from utils.errors import UserError
 from utils.io import human_bytes
+from utils.locking import FileLock
 
 from .decode import decode_records
 from .obj import ObjIndex, scan_obj
@@ -155,26 +155,15 @@ def build_lock(folder: Path, obj_path: Path, say: Callable[[str], None]):
     """An exclusive lock on building `folder`; says who holds it while waiting. Released if the holder dies."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        lock_file = open(folder.parent / f"{folder.name}.lock", "a+")
+        lock = FileLock(folder.parent / f"{folder.name}.lock")
+        if not lock.acquire():
+            say(f"waiting for {lock.holder} to finish decoding {obj_path.name} into {folder}")
+            lock.acquire(wait=True)
     except OSError as err:
         raise UserError(f"cannot create the decoded cache folder {folder.parent} for {obj_path} "
                         f"({err.strerror or err}); point --cache_dir at a writable folder") from None
-    with lock_file:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.seek(0)
-            holder = lock_file.read().strip() or "another process"
-            say(f"waiting for {holder} to finish decoding {obj_path.name} into {folder}")
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-        lock_file.seek(0)
-        lock_file.truncate()
-        lock_file.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        lock_file.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    with lock:
+        yield
 
 
 def build_cache(obj_path: Path, folder: Path, key: dict, num_workers: int = 0,

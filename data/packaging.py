@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from utils.errors import UserError
-from utils.io import atomic_write_text
+from utils.io import atomic_write_text, check_output_dir, check_output_file
 
 from .obj import check_record, write_obj
 
@@ -148,6 +148,29 @@ def split_pairs(pairs: list[PairFile], split_ratio: float, seed: int = 0,
     return ([p for i, p in enumerate(pairs) if i not in val_idx], [p for i, p in enumerate(pairs) if i in val_idx])
 
 
+def check_one_size(pairs: list[PairFile]) -> None:
+    """Every pair one size, or an error naming each size with its count and an example file.
+
+    The model trains at one image size, and the loader stacks pairs into batches, so a
+    mix (a folder rendered twice at two --canvas_size values) must stop here, before a
+    .obj is written, not as a shape error in training.
+    """
+    sizes: dict[tuple[int, int], list] = {}
+    for pair in tqdm(pairs, desc="sizes", unit="img", leave=False, disable=len(pairs) < 5000):
+        try:
+            with Image.open(pair.path) as img:   # reads the header only
+                size = img.size
+        except OSError as err:
+            raise UserError(f"{pair.path}: the image does not decode ({err}); re-render or remove it") from None
+        entry = sizes.setdefault(size, [0, pair.path])
+        entry[0] += 1
+    if len(sizes) > 1:
+        ranked = sorted(sizes.items(), key=lambda item: -item[1][0])
+        listing = "; ".join(f"{count} of {w}x{h} (e.g. {example})" for (w, h), (count, example) in ranked)
+        raise UserError(f"the pairs are of {len(sizes)} sizes: {listing}. One .obj holds one size: render "
+                        f"them all at one --canvas_size, or package each size into its own --save_dir")
+
+
 def pack(pairs: list[PairFile], obj_path: Path, desc: str) -> Counter:
     """Write the pairs' file bytes as records; returns the count per label."""
     def records():
@@ -178,10 +201,14 @@ def package(dirs: list[str | Path], save_dir: str | Path, split_ratio: float = 0
     if save_obj_dir and split_ratio != 0:
         raise UserError(f"--save_obj_dir writes every pair to one file, so it needs --split_ratio 0; "
                         f"got {split_ratio}")
+    check_output_dir(save_dir, "--save_dir")
+    if save_obj_dir:
+        check_output_file(save_obj_dir, "--save_obj_dir")
     skipped: list[str] = []
     pairs = collect_pairs(dirs, skipped)
     if dst_json:
         pairs = relabel(pairs, dst_json, type_file)
+    check_one_size(pairs)
     train, val = split_pairs(pairs, split_ratio, seed, by)
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytorch_msssim
-import scipy.stats
 import torch
 
 # name -> True when higher is better
@@ -93,6 +92,7 @@ def paired_bootstrap(a: torch.Tensor, b: torch.Tensor, higher_is_better: bool, n
     if np.ptp(d) == 0:
         low = high = mean
     else:
+        import scipy.stats   # here, not at the top: it adds a second to every script's start (train.py's too)
         result = scipy.stats.bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=0.95,
                                        method="BCa", random_state=np.random.default_rng(seed))
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)

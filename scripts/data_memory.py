@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 
 from data.synthetic import synthetic_obj  # noqa: E402
-from utils.io import atomic_write_text  # noqa: E402
+from utils.cli import run  # noqa: E402
+from utils.io import atomic_write_text, check_output_file  # noqa: E402
 
 DISTINCT = 512   # distinct images cycled through N records: writing 40k JPEGs would dominate the run
 
@@ -244,6 +245,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_output_file(args.out, "--out")
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         rows = []
         for count in args.pairs:
@@ -259,4 +261,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

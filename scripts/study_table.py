@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation.study import markdown_table, recipe_table  # noqa: E402
 from utils.cli import run  # noqa: E402
 from utils.errors import UserError  # noqa: E402
-from utils.io import atomic_write_text  # noqa: E402
+from utils.io import atomic_write_text, check_output_file  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -23,6 +23,8 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", help="recipe the others are measured against (default: the first run's)")
     p.add_argument("--out", help="write the table here too")
     args = p.parse_args(argv)
+    if args.out:
+        check_output_file(args.out, "--out")
     try:
         metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
         rows = recipe_table(metrics, args.baseline)

@@ -211,20 +211,30 @@ def test_a_bank_copied_to_a_device_holds_its_pairs_in_order(obj, device):
         assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
+def _mapping_fields(path: Path) -> dict[str, str]:
+    """The /proc/self/smaps fields of this process's mapping of `path` (read afresh: mappings move)."""
+    lines = Path("/proc/self/smaps").read_text().split("\n")
+    starts = [i for i, line in enumerate(lines) if line.endswith(str(path))]
+    assert len(starts) == 1, f"{path} is mapped {len(starts)} times"
+    fields = {}
+    for line in lines[starts[0] + 1:]:
+        name, sep, value = line.partition(":")
+        if not sep or " " in name:   # the next mapping's header line
+            break
+        fields[name] = value.strip()
+    return fields
+
+
 def test_the_mapped_bank_holds_no_private_copy(tmp_path):
     obj = synthetic_obj(tmp_path / "train.obj", 400, size=128, distinct=8)   # 12.5 MiB decoded
     bank = PairBank.from_cache(obj, say=lambda m: None)
     assert bank.pairs.untyped_storage().data_ptr() == bank.cache.pairs.ctypes.data   # a view of the mapping
-    smaps = Path("/proc/self/smaps").read_text().split("\n")
-    path = str(bank.cache.folder / "pairs.npy")
-    mapped = [i for i, line in enumerate(smaps) if line.endswith(path)]
-    assert mapped, "pairs.npy is not mapped"
-    fields = dict(line.split(":")[0:2] for line in smaps[mapped[0] + 1:mapped[0] + 20] if ":" in line)
-    assert int(fields["Anonymous"].split()[0]) == 0   # reading it copied nothing into private memory
-    bank.gather(torch.arange(0, 400, 7))
-    smaps = Path("/proc/self/smaps").read_text().split("\n")
-    fields = dict(line.split(":")[0:2] for line in smaps[mapped[0] + 1:mapped[0] + 20] if ":" in line)
-    assert int(fields["Anonymous"].split()[0]) == 0
+    path = bank.cache.folder / "pairs.npy"
+    assert _mapping_fields(path)["Anonymous"] == "0 kB"
+    gathered = bank.gather(torch.arange(0, 400, 7))
+    fields = _mapping_fields(path)
+    assert fields["Anonymous"] == "0 kB"   # reading it copied nothing into private memory
+    assert int(fields["Rss"].split()[0]) >= len(gathered) * 2 * 128 * 128 // 1024   # the pages read are the file's
 
 
 def test_the_prefetcher_hands_on_errors_and_stops_when_closed():

@@ -243,3 +243,98 @@ def test_new_flag_errors_name_the_flag(tmp_path, tiny_config, repo_root):
     with pytest.raises(UserError, match="--canvas_size 64 differs from the checkpoint's image size 32"):
         infer.main(["--experiment_dir", str(tmp_path / "exp"), "--from_txt", "--src_font",
                     str(repo_root / "fonts" / "NotoSansSC-Subset.otf"), "--canvas_size", "64", "--device", "cpu"])
+
+
+@pytest.mark.parametrize("script, args, flag", [
+    ("infer.py", ["--experiment_dir", "{tmp}", "--save_dir", "{file}"], "--save_dir"),
+    ("export_font.py", ["--experiment_dir", "{tmp}", "--src_font", "x.ttf", "--out", "{file}/style.ttf"], "--out"),
+    ("export_font.py", ["--experiment_dir", "{tmp}", "--src_font", "x.ttf", "--out", "{tmp}"], "--out"),
+    ("compare.py", ["--run", "a", "--run", "b", "--val_obj", "v.obj", "--out_dir", "{file}/report"], "--out_dir"),
+    ("font2img.py", ["--src_font", "a.ttf", "--dst_font", "b.ttf", "--sample_dir", "{file}"], "--sample_dir"),
+    ("package.py", ["--dir", "{tmp}", "--save_dir", "{file}"], "--save_dir"),
+    ("package.py", ["--dir", "{tmp}", "--save_dir", "{tmp}/d", "--split_ratio", "0", "--save_obj_dir", "{tmp}"],
+     "--save_obj_dir"),
+    ("train.py", ["--experiment_dir", "{file}"], "--experiment_dir"),
+    ("train.py", ["--experiment_dir", "{tmp}", "--checkpoint_dir", "{file}/ckpt"], "--checkpoint_dir"),
+    ("bench.py", ["--out", "{tmp}"], "--out"),
+])
+def test_output_paths_are_checked_before_any_work(script, args, flag, tmp_path, repo_root):
+    """A file where a folder goes, a folder where a file goes, a folder under a file: one line naming the flag."""
+    import importlib
+    file = tmp_path / "a_file"
+    file.write_text("in the way")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    sys.path.insert(0, str(repo_root))
+    module = importlib.import_module(script[:-3])
+    argv = [a.format(tmp=tmp_path, file=file) for a in args]
+    with pytest.raises(UserError) as err:
+        module.main(argv)
+    message = str(err.value)
+    assert message.startswith(f"{flag} ") and "\n" not in message, message
+    assert any(words in message for words in ("is a file, not a folder", "is a folder: name the file"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and file.read_text() == "in the way"
+
+
+def test_package_refuses_pairs_of_two_sizes_naming_each(tmp_path):
+    from PIL import Image
+    from data.packaging import package
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for i in range(3):
+        Image.new("L", (64, 32), 255).save(pairs / f"0_{i:04d}.jpg")
+    for i in range(3, 5):
+        Image.new("L", (128, 64), 255).save(pairs / f"0_{i:04d}.jpg")
+    with pytest.raises(UserError) as err:
+        package([pairs], tmp_path / "data")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("the pairs are of 2 sizes: ")
+    assert f"3 of 64x32 (e.g. {pairs / '0_0000.jpg'}); 2 of 128x64 (e.g. {pairs / '0_0003.jpg'})" in message
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_file_lock_is_exclusive_names_its_holder_and_dies_with_it(tmp_path, repo_root):
+    from utils.locking import FileLock
+    path = tmp_path / "x.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from utils.locking import FileLock\n"
+                               "lock = FileLock(sys.argv[1]); assert lock.acquire(); print('held', flush=True)\n"
+                               "time.sleep(600)", str(path)], cwd=repo_root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock = FileLock(path)
+        assert not lock.acquire() and lock.holder.startswith(f"pid {holder.pid} on {os.uname().nodename} since ")
+    finally:
+        holder.kill()   # SIGKILL: no clean-up runs, the kernel drops the lock
+        holder.wait()
+    with FileLock(path) as lock:
+        assert lock.acquire() and path.read_text().startswith(f"pid {os.getpid()} ")
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_running_experiment_exits_naming_the_holder(bundled_font_data, tmp_path, repo_root):
+    exp = tmp_path / "exp"
+    common = ["--experiment_dir", str(exp), "--data_dir", str(bundled_font_data), "--image_size", "32", "--ngf", "8",
+              "--ndf", "8", "--embedding_num", "2", "--batch_size", "8", "--log_steps", "1", "--device", "cpu"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "train.py", *common, "--max_steps", "100000", "--checkpoint_steps", "2"],
+                             cwd=repo_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        log = exp / "logs" / "train.jsonl"
+        deadline = time.time() + 300
+        while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
+            time.sleep(0.1)
+        config = (exp / "config.json").read_bytes()
+        second = subprocess.run([sys.executable, "train.py", *common, "--resume", "latest"], cwd=repo_root, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode != 0 and first.poll() is None
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {exp / 'checkpoint'} is in use by another training "
+                                                       f"run (pid {first.pid} on {os.uname().nodename} since ")
+        assert (exp / "config.json").read_bytes() == config   # the second run wrote nothing
+    finally:
+        first.kill()   # kill -9: the lock must not outlive it
+        first.wait()
+    last = available_steps(exp / "checkpoint", complete=True)[-1]
+    third = subprocess.run([sys.executable, "train.py", *common, "--resume", "latest", "--max_steps", str(last + 2)],
+                           cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr
+    assert f"resuming step {last}" in third.stdout and f"done at step {last + 2}" in third.stdout

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from .errors import UserError
+
 
 def temp_path(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
@@ -70,3 +72,37 @@ def human_bytes(n: float) -> str:
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
+
+
+def _check_creatable(path: Path, flag: str) -> None:
+    """`path` (file or folder) can be made: its nearest existing ancestor is a writable folder."""
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{flag} {path} cannot be created: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "is not writable" if existing == path.absolute() else f"cannot be created in {existing} (not writable)"
+        raise UserError(f"{flag} {path} {where}: choose another {flag} or fix the permissions")
+
+
+def check_output_dir(path: str | Path, flag: str) -> Path:
+    """Fail before any work if folder `path` (given by `flag`) cannot hold the output; creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder: name a folder (it is created if missing)")
+    _check_creatable(path, flag)
+    return path
+
+
+def check_output_file(path: str | Path, flag: str) -> Path:
+    """Fail before any work if file `path` (given by `flag`) cannot be written; creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder: name the file to write")
+    if path.exists():
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+            raise UserError(f"{flag} {path} is not writable: choose another {flag} or fix the permissions")
+    else:
+        _check_creatable(path, flag)
+    return path
