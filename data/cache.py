@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from utils.errors import UserError
+from utils.errors import UserError, WriteError
 from utils.io import human_bytes
 from utils.locking import FileLock
 
@@ -198,8 +198,8 @@ def build_cache(obj_path: Path, folder: Path, key: dict, num_workers: int = 0,
         _replace_folder(tmp, folder)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"could not write the decoded cache of {obj_path} in {root} ({err.strerror or err}); "
-                        f"nothing of it was kept. Free space there or point --cache_dir at a disk with room") from None
+        raise WriteError(f"could not write the decoded cache of {obj_path} in {root} ({err.strerror or err}); "
+                         f"nothing of it was kept. Free space there or point --cache_dir at a disk with room") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

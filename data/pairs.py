@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from utils.errors import UserError
+from utils.io import save_image
 
 from .packaging import update_manifest
 from .render import Font, RenderSettings, image_hash, load_glyph_image, paired_image, render_char
@@ -85,7 +86,7 @@ class _PairWriter:
 
     def write(self, label: int, ch: str, target: Image.Image, source: Image.Image) -> None:
         name = f"{label}_{self.counts[label]:04d}.jpg"
-        paired_image(target, source).save(self.sample_dir / name, quality=95)
+        save_image(paired_image(target, source), self.sample_dir / name, quality=95)
         self.entries.append({"file": name, "label": label, "char": ch})
         self.counts[label] += 1
         self.summary.written += 1

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from data.loader import label_balanced
 from utils.images import grid_image
-from utils.io import atomic_write_text
+from utils.io import atomic_write_text, save_image
 from utils.logs import plot_training_log
 
 from .comparison import Comparison
@@ -69,7 +69,7 @@ def comparison_grid(report: Comparison, evalset, path: Path, count: int = 12, se
     w = evalset.image_size + 2
     for k, title in enumerate(["source", "target"] + [r.name for r in report.runs]):
         draw.text((2 + k * w + 2, 2), title[: max(4, w // 6)], fill=0)
-    titled.save(path)
+    save_image(titled, path)
     return path
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from utils.io import atomic_write
+from utils.io import save_image
 
 DEFAULT_TEXT = "永和九年，歲在癸丑，暮春之初，會於會稽山陰之蘭亭，修禊事也。群賢畢至，少長咸集。"
 
@@ -67,4 +67,4 @@ def write_specimen(font_path: str | Path, text: str, out: str | Path, title: str
         draw.text((margin, margin // 2), title, fill=110, font=label_font)
     for i, line in enumerate(lines):
         draw.text((margin, top + i * leading), line, fill=0, font=font)
-    return atomic_write(out, lambda f: image.save(f, format="PNG")), missing
+    return save_image(image, out), missing

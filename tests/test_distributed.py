@@ -355,11 +355,11 @@ def test_rank_0_failing_to_save_ends_every_rank_with_its_one_line(reference_dir,
     elapsed = time.monotonic() - began
     left = sorted(p.name for p in ckpt.iterdir())
     lines = [line for line in err.splitlines() if line.strip()]
-    assert proc.returncode == 2, err
+    assert proc.returncode == 1, err   # a write the machine refused, as for one process
     assert lines[-1].startswith("error: rank 0: could not save checkpoint step 2 in "), err
     assert "No space left on device" in lines[-1] and "no checkpoint of this run was saved yet" in lines[-1]
     assert "Traceback" not in err and "ChildFailedError" not in err, err
-    assert left == []   # no part of the failed step's checkpoint, no temporary file
+    assert left == ["train.lock"]   # no part of the failed step's checkpoint, no temporary file (the lock stays)
     assert elapsed < 120, elapsed   # every rank ended: nothing waited for a collective timeout (1800 s)
 
 

@@ -1,7 +1,9 @@
 """Bad input and faults end in one clear line, and nothing already written is lost."""
+import errno
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import time
 
 import pytest
 import torch
+from PIL import Image
 
 from data.obj import ObjFormatError, encode_image, read_obj, write_obj
 from model import TrainConfig, load_generator, save_checkpoint
@@ -338,3 +341,111 @@ def test_a_second_run_on_a_running_experiment_exits_naming_the_holder(bundled_fo
                            cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0, third.stderr
     assert f"resuming step {last}" in third.stdout and f"done at step {last + 2}" in third.stdout
+
+
+# ---------------------------------------------------------------- a real full disk
+TRAIN_32PX = ["--image_size", "32", "--ngf", "8", "--ndf", "8", "--embedding_num", "2", "--batch_size", "8",
+              "--device", "cpu"]
+
+
+def _script(repo_root, name, *args):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    return subprocess.run([sys.executable, name, *map(str, args)], cwd=repo_root, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _write_error(result) -> str:
+    """The run's one error line, after checking it ended the way a refused write should: status 1, no traceback."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
+    return errors[0]
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.rglob("*") if p.name.endswith(".tmp") or ".building-" in p.name)
+
+
+@pytest.mark.slow
+def test_a_real_full_disk_during_a_checkpoint_is_one_line_and_resume_continues(bundled_font_data, tmp_path,
+                                                                             repo_root, small_disk):
+    """A checkpoint of these settings is 5.6 MB: an 8 MB disk takes step 1's and fills up in step 2's, where
+    torch's zip writer raises its RuntimeError rather than the OSError."""
+    exp = small_disk(tmp_path / "exp", "8m")
+    common = ["--experiment_dir", exp, "--data_dir", bundled_font_data, *TRAIN_32PX, "--checkpoint_steps", 1]
+    line = _write_error(_script(repo_root, "train.py", *common, "--max_steps", 5))
+    assert line.startswith(f"error: could not save checkpoint step 2 in {exp / 'checkpoint'} (No space left on "
+                           f"device); the last good checkpoint is step 1 (1 steps ago)"), line
+    ckpt = exp / "checkpoint"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["1_net_D.pth", "1_net_G.pth", "1_state.pth", "train.lock"]
+    assert _leftovers(exp) == []
+    subprocess.run(["mount", "-o", "remount,size=64m", str(exp)], check=True)   # the user frees space
+    resumed = _script(repo_root, "train.py", *common, "--resume", "latest", "--max_steps", 3)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming step 1" in resumed.stdout and "done at step 3" in resumed.stdout
+    assert available_steps(ckpt, complete=True) == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_samples_and_logs_keeps_everything_written_before(bundled_font_data, tmp_path,
+                                                                          repo_root, small_disk):
+    exp = small_disk(tmp_path / "exp", "96k")   # checkpoints elsewhere: the samples and logs fill this disk
+    result = _script(repo_root, "train.py", "--experiment_dir", exp, "--checkpoint_dir", tmp_path / "ckpt",
+                     "--data_dir", bundled_font_data, *TRAIN_32PX, "--checkpoint_steps", 2, "--sample_steps", 1,
+                     "--log_steps", 1, "--max_steps", 50)
+    line = _write_error(result)
+    assert re.match(rf"error: could not write {re.escape(str(exp))}/\S+ at step \d+ \(No space left on device; "
+                    r"free space there or write elsewhere\); the last good checkpoint is step \d+", line), line
+    assert _leftovers(exp) == []
+    for png in (exp / "sample").glob("*.png"):   # every sample there is whole
+        with Image.open(png) as img:
+            img.load()
+    rows = (exp / "logs" / "train.jsonl").read_bytes().decode().splitlines(keepends=True)
+    assert rows and all(row.endswith("\n") for row in rows)   # no line cut short by the full disk
+    steps = [json.loads(row)["step"] for row in rows]
+    assert steps == sorted(steps) and steps[0] == 1
+    json.loads((exp / "config.json").read_text())
+
+
+def _fill(path):
+    """Write `path` until its disk is full."""
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
+
+
+@pytest.fixture(scope="module")
+def trained(bundled_font_data, tmp_path_factory):
+    exp = tmp_path_factory.mktemp("trained") / "exp"
+    _trainer(bundled_font_data, exp, max_steps=2).run()
+    return exp
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, args, output", [
+    ("export_font.py", ["--label", 1, "--src_font", "fonts/NotoSansSC-Subset.otf", "--charset", "{chars}",
+                        "--out", "{disk}/style.ttf", "--workers", 1, "--specimen", "永和九年"], "style.ttf"),
+    ("infer.py", ["--from_txt", "--src_font", "fonts/NotoSansSC-Subset.otf", "--src_txt", "永和九年" * 40,
+                  "--label", 1, "--save_dir", "{disk}"], "style_1.png"),
+    ("compare.py", ["--run", "{exp}=A", "--run", "{exp}=B", "--val_obj", "{data}/val.obj", "--out_dir", "{disk}"],
+     "report.md"),
+], ids=["export_font", "infer", "compare"])
+def test_a_full_disk_under_a_script_s_outputs_keeps_the_earlier_ones(script, args, output, trained,
+                                                                    bundled_font_data, tmp_path, repo_root,
+                                                                    small_disk):
+    disk = small_disk(tmp_path / "disk", "256k")
+    earlier = os.urandom(40_000)   # the previous run's output, which the new one would replace
+    (disk / output).write_bytes(earlier)
+    _fill(disk / "filler")
+    chars = tmp_path / "chars.txt"
+    chars.write_text("永和九年歲在癸丑", encoding="utf-8")
+    argv = [str(a).format(disk=disk, chars=chars, exp=trained, data=bundled_font_data) for a in args]
+    extra = [] if script == "compare.py" else ["--experiment_dir", trained]
+    line = _write_error(_script(repo_root, script, *extra, *argv, "--device", "cpu"))
+    assert line.startswith(f"error: could not write {disk}/") and "(No space left on device; free space" in line, line
+    assert (disk / output).read_bytes() == earlier
+    assert _leftovers(disk) == []

@@ -27,10 +27,10 @@ from data.loader import BatchIterator, PairBank, PilBatches, label_balanced
 from data.obj import scan_obj
 from model.checkpoint import available_steps, prune_checkpoints, save_checkpoint
 from model.spectral import largest_singular_value
-from utils.errors import UserError
+from utils.errors import UserError, WriteError
 from utils.images import save_sample_grid
 from utils.distributed import SINGLE, Distributed
-from utils.io import atomic_write_text
+from utils.io import atomic_write_text, describe_write_failure, write_failure
 from utils.rng import seed_everything
 
 from .config import Settings
@@ -240,9 +240,9 @@ class Trainer:
             save_checkpoint(self.model, self.paths["checkpoint"], run_config=self.run_config.to_dict(),
                             batches_done_in_epoch=self.batches_done)
         except OSError as err:
-            raise UserError(f"could not save checkpoint step {self.model.step} in {self.paths['checkpoint']} "
-                            f"({err.strerror or err}); {self.last_good()}. Free space or fix the folder, then "
-                            f"--resume latest") from None
+            raise WriteError(f"could not save checkpoint step {self.model.step} in {self.paths['checkpoint']} "
+                             f"({err.strerror or err}); {self.last_good()}. Free space or fix the folder, then "
+                             f"--resume latest") from None
         if self.run_config.keep_last > 0:
             prune_checkpoints(self.paths["checkpoint"], self.run_config.keep_last)
 
@@ -305,9 +305,24 @@ class Trainer:
             raise
         except NonFiniteLossError as err:
             raise NonFiniteLossError(f"{err}; {self.last_good()}") from None
+        except (OSError, RuntimeError) as err:
+            self.raise_write_failure(err)
+            raise
         finally:
-            self.shutdown(outcome)
+            try:
+                self.shutdown(outcome)
+            except (OSError, RuntimeError) as err:
+                if outcome != "failed":   # a failed run's own error says more than its curves' failure
+                    self.raise_write_failure(err)
+                    raise
         return self.model.step
+
+    def raise_write_failure(self, err: BaseException) -> None:
+        """A sample, log or plot the disk refused ends the run in one line saying what is kept."""
+        cause = write_failure(err)
+        if cause is not None:
+            raise WriteError(f"could not write {cause.filename} at step {self.model.step} "
+                             f"({describe_write_failure(cause)}); {self.last_good()}. Then --resume latest") from None
 
     def train_epoch(self, total: int) -> None:
         """The rest of the current epoch, or up to step `total`."""

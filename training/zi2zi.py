@@ -23,6 +23,7 @@ from model.config import ModelConfig, TrainConfig
 from model.inference import generate
 from utils.device import resolve_device
 from utils.images import rgb_image
+from utils.io import save_image
 
 from .config import check_trainable
 from .step import TrainingStep
@@ -76,7 +77,7 @@ class Zi2ZiModel(TrainingStep):
         for i, (label, picture) in enumerate(zip(labels.tolist(), torch.cat([fake, target.float().cpu()], 3))):
             folder = Path(basename) / str(label)
             folder.mkdir(parents=True, exist_ok=True)
-            rgb_image(picture).save(folder / f"{i}.png")
+            save_image(rgb_image(picture), folder / f"{i}.png")
 
     def print_networks(self, verbose: bool = False) -> None:
         print("---------- Networks initialized -------------")

@@ -7,13 +7,15 @@ import os
 import sys
 from typing import Callable
 
-from .errors import PeerFailed, UserError
+from .errors import PeerFailed, UserError, WriteError
+from .io import describe_write_failure, write_failure
 
 
 def run(main: Callable[[], int | None]) -> None:
-    """Run a script's main; a UserError becomes `error: ...` on stderr and exit code 2.
+    """Run a script's main; a UserError becomes `error: ...` on stderr and exit status 2, a write
+    the machine refused (full disk, quota, read-only, permissions) one line and exit status 1.
 
-    Set ZI2ZI_TRACEBACK=1 to see the full traceback of a UserError.
+    Set ZI2ZI_TRACEBACK=1 to see the full traceback.
     """
     try:
         code = main()
@@ -22,12 +24,29 @@ def run(main: Callable[[], int | None]) -> None:
     except UserError as err:
         if os.environ.get("ZI2ZI_TRACEBACK"):
             raise
+        close_progress_bars()
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(err.exit_status)
+    except (OSError, RuntimeError) as err:
+        cause = write_failure(err)
+        if cause is None or os.environ.get("ZI2ZI_TRACEBACK"):
+            raise
+        # every file is written whole or not at all, so what is on disk is the earlier, complete version
+        close_progress_bars()
+        print(f"error: could not write {cause.filename or 'an output file'} ({describe_write_failure(cause)}); "
+              f"files written before it are kept", file=sys.stderr)
+        sys.exit(WriteError.exit_status)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def close_progress_bars() -> None:
+    """Close the bars an error left open, so the error is the last line, not a bar redrawn at exit."""
+    from tqdm import tqdm
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def parse_int_list(text: str, flag: str) -> list[int]:

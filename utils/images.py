@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .io import save_image
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B, C, H, W) in [-1, 1] -> (B, H, W) uint8 grayscale (channels averaged)."""
@@ -44,10 +46,7 @@ def grid_image(columns: list[torch.Tensor], rows_per_block: int | None = None, p
 def save_sample_grid(source: torch.Tensor, target: torch.Tensor, fake: torch.Tensor, path: str | Path,
                      rows_per_block: int = 8) -> Path:
     """source | target | generated, one example per row, written as PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid_image([source, target, fake], rows_per_block).save(path)
-    return path
+    return save_image(grid_image([source, target, fake], rows_per_block), path)
 
 
 def text_grid(images: torch.Tensor, per_row: int = 10, pad: int = 4) -> Image.Image:
@@ -74,12 +73,12 @@ def write_style(save_dir: Path, label: int, names: list[str], fakes: torch.Tenso
     folder = Path(save_dir) / str(label)
     folder.mkdir(parents=True, exist_ok=True)
     for stem, fake in zip(names, fakes):
-        glyph_image(fake).save(folder / f"{stem}.png")
+        save_image(glyph_image(fake), folder / f"{stem}.png")
     grid_path = Path(save_dir) / f"style_{file_safe(name) if name else label}.png"
     if targets is not None:
-        grid_image([sources, targets, fakes], rows_per_block=10).save(grid_path)
+        save_image(grid_image([sources, targets, fakes], rows_per_block=10), grid_path)
     else:
-        text_grid(fakes, per_row).save(grid_path)
+        save_image(text_grid(fakes, per_row), grid_path)
     return grid_path
 
 
@@ -97,14 +96,14 @@ def write_zi2zi_style(save_dir: Path, label: int, names: list[str], fakes: torch
     right = targets if targets is not None else sources
     pictures = torch.cat([fakes.float().cpu(), right.float().cpu().expand_as(fakes)], 3)
     for i, picture in enumerate(pictures):
-        rgb_image(picture).save(folder / f"{i}.png")
+        save_image(rgb_image(picture), folder / f"{i}.png")
     if not grid:
         return None
     rows = [torch.cat(list(pictures[i:i + per_row]), 2) for i in range(0, len(pictures), per_row)]
     width = max(r.shape[2] for r in rows)
     rows = [torch.nn.functional.pad(r, (0, width - r.shape[2]), value=1.0) for r in rows]
     path = Path(save_dir) / f"infer_{file_safe(name) if name else label}_construct.png"
-    rgb_image(torch.cat(rows, 1)).save(path)
+    save_image(rgb_image(torch.cat(rows, 1)), path)
     return path
 
 
@@ -124,13 +123,12 @@ def write_interpolation(save_dir: Path, frames: torch.Tensor, name: str, per_row
                         frame_ms: int = 120) -> tuple[Path, Path]:
     """A style interpolation (frames, N, C, H, W) as a grid PNG (one row of glyphs per step,
     the style changing downwards) and an animated GIF that plays the path there and back."""
-    from .io import atomic_write
     save_dir = Path(save_dir)
     n = frames.shape[1]
     grid = text_grid(frames.flatten(0, 1), per_row=n)
-    png = atomic_write(save_dir / f"{name}.png", lambda f: grid.save(f, format="PNG"))
+    png = save_image(grid, save_dir / f"{name}.png")
     pictures = [text_grid(frame, per_row=min(n, per_row)) for frame in frames]
     loop = pictures + pictures[-2:0:-1]   # there and back, without repeating the ends
-    gif = atomic_write(save_dir / f"{name}.gif", lambda f: loop[0].save(
-        f, format="GIF", save_all=True, append_images=loop[1:], duration=frame_ms, loop=0))
+    gif = save_image(loop[0], save_dir / f"{name}.gif", save_all=True, append_images=loop[1:], duration=frame_ms,
+                     loop=0)
     return png, gif

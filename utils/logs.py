@@ -3,23 +3,38 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
-from .io import atomic_write_text
+from .io import WriteFailed, atomic_write_text, save_figure
 
 
 class JsonlLogger:
-    """One JSON object per line, flushed at once, so a crash loses nothing written."""
+    """One JSON object per line, flushed at once, so a crash loses nothing written.
+
+    A line the disk has no room for is taken back whole: the log keeps every line
+    before it and never ends in half a line.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab", buffering=0)   # unbuffered: a line is on disk or not at all
+        except OSError as err:
+            raise WriteFailed(err.errno, err.strerror, str(self.path)) from None
 
     def write(self, record: dict) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        self._file.write(json.dumps(clean) + "\n")
-        self._file.flush()
+        line = (json.dumps(clean) + "\n").encode("utf-8")
+        end = self._file.tell()
+        try:
+            done = 0
+            while done < len(line):
+                done += self._file.write(line[done:])
+        except OSError as err:
+            os.ftruncate(self._file.fileno(), end)   # take back the part that reached the disk
+            raise WriteFailed(err.errno, err.strerror, str(self.path)) from None
 
     def close(self) -> None:
         self._file.close()
@@ -89,8 +104,7 @@ def plot_training_log(rows_by_run: dict[str, list[dict]], path: str | Path,
     for ax in axes[-1]:
         ax.set_xlabel("step", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    try:
+        return save_figure(fig, path, dpi=90)
+    finally:
+        plt.close(fig)
