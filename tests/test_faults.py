@@ -53,7 +53,7 @@ def test_failed_save_keeps_earlier_checkpoints_and_leaves_no_temp_file(bundled_f
             raise OSError(28, "No space left on device")
         return real_save(obj, f, *args, **kwargs)
     monkeypatch.setattr(torch, "save", disk_full_at_step_6)
-    with pytest.raises(UserError, match=r"could not save checkpoint step 6 in .*\(No space left on device\); "
+    with pytest.raises(UserError, match=r"could not save checkpoint step 6 in .*\(No space left on device; free space there or write elsewhere\); "
                                         r"the last good checkpoint is step 3 \(3 steps ago\)"):
         trainer.run()
     ckpt = exp / "checkpoint"
@@ -376,7 +376,8 @@ def test_a_real_full_disk_during_a_checkpoint_is_one_line_and_resume_continues(b
     common = ["--experiment_dir", exp, "--data_dir", bundled_font_data, *TRAIN_32PX, "--checkpoint_steps", 1]
     line = _write_error(_script(repo_root, "train.py", *common, "--max_steps", 5))
     assert line.startswith(f"error: could not save checkpoint step 2 in {exp / 'checkpoint'} (No space left on "
-                           f"device); the last good checkpoint is step 1 (1 steps ago)"), line
+                           f"device; free space there or write elsewhere); the last good checkpoint is step 1 (1 steps "
+                           f"ago), earlier checkpoints are intact. Then --resume latest"), line
     ckpt = exp / "checkpoint"
     assert sorted(p.name for p in ckpt.iterdir()) == ["1_net_D.pth", "1_net_G.pth", "1_state.pth", "train.lock"]
     assert _leftovers(exp) == []

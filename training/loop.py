@@ -241,8 +241,7 @@ class Trainer:
                             batches_done_in_epoch=self.batches_done)
         except OSError as err:
             raise WriteError(f"could not save checkpoint step {self.model.step} in {self.paths['checkpoint']} "
-                             f"({err.strerror or err}); {self.last_good()}. Free space or fix the folder, then "
-                             f"--resume latest") from None
+                             f"({describe_write_failure(err)}); {self.last_good()}. Then --resume latest") from None
         if self.run_config.keep_last > 0:
             prune_checkpoints(self.paths["checkpoint"], self.run_config.keep_last)
 
