@@ -21,13 +21,13 @@ from pathlib import Path
 
 from data.styles import read_style_names
 from export.build import FontNames
-from export.pipeline import export_font
+from export.pipeline import check_format, export_font
 from export.specimen import DEFAULT_TEXT, write_specimen
 from model.checkpoint import load_generator
 from utils.cli import run
 from utils.device import resolve_device
 from utils.errors import UserError
-from utils.io import check_output_file
+from utils.io import check_output_dir, check_output_file
 
 
 def parse_args(argv=None):
@@ -43,7 +43,8 @@ def parse_args(argv=None):
     p.add_argument("--charset", default="data", help="CN, CN_T, JP, KR, a text file, or data (default: the "
                                                       "characters of the experiment's training data)")
     p.add_argument("--data_dir", help="where split.json is, for --charset data (default: experiment_dir/data)")
-    p.add_argument("--out", required=True, help="the font file: NAME.ttf (TrueType) or NAME.otf (CFF)")
+    p.add_argument("--out", required=True, help="the font: NAME.ttf (TrueType), NAME.otf (CFF outlines), NAME.woff2 "
+                                              "(for the web) or NAME.ufo (a folder font editors open)")
     p.add_argument("--family", help="family name (default: zi2zi <style name or label>)")
     p.add_argument("--style_name", default="Regular", help="style (subfamily) name in the name table")
     p.add_argument("--char_size", type=int, help="font2img's --char_size of the training data (default: glyph size)")
@@ -83,7 +84,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if not (args.experiment_dir or args.checkpoint_dir):
         raise UserError("give --experiment_dir (or --checkpoint_dir) to find the checkpoint")
-    check_output_file(args.out, "--out")
+    if Path(args.out).suffix.lower() == ".ufo":   # a UFO is a folder, replaced whole
+        check_output_dir(args.out, "--out")
+    else:
+        check_output_file(args.out, "--out")
+    check_format(Path(args.out))
     ckpt_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.experiment_dir) / "checkpoint"
     data_dir = Path(args.data_dir) if args.data_dir else (Path(args.experiment_dir) / "data" if args.experiment_dir
                                                           else None)
@@ -117,7 +122,7 @@ def main(argv=None) -> int:
     print(f"time: {timing}")
     if args.specimen:
         png = Path(args.out).with_suffix(".png")
-        _, missing = write_specimen(args.out, args.specimen, png, title=f"{family} {args.style_name} (step {step})")
+        _, missing = write_specimen(result.sfnt, args.specimen, png, title=f"{family} {args.style_name} (step {step})")
         print(f"specimen: {png}" + (f" (left out, not in the font: {missing})" if missing else ""))
     print(f"install: copy {result.path} to ~/.local/share/fonts (Linux, then fc-cache -f), double-click it "
           f"(macOS, Windows)")

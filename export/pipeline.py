@@ -18,10 +18,15 @@ from data.render import Font, RenderSettings
 from data.sources import sources_from_text
 from model.inference import generate
 from utils.errors import UserError
+from utils.io import atomic_write_bytes
 
-from .build import FontNames, SourceFont, build_font, write_font
+from .build import FontNames, SourceFont, build_font, font_bytes, plan_glyphs
+from .ufo import build_ufo, write_ufo
 from .trace import trace_job
 from .verify import Verification, verify_font
+
+FORMATS = {".ttf": "TrueType", ".otf": "OpenType with CFF outlines", ".woff2": "WOFF2 for the web",
+           ".ufo": "UFO folder for font editors"}
 
 # What --copy_glyphs_from takes from the source font unchanged: Latin, Latin-1,
 # general punctuation, CJK symbols and punctuation, full-width forms.
@@ -110,6 +115,7 @@ class ExportResult:
     lacking: list[str]
     empty: list[str]
     verification: Verification
+    sfnt: bytes                   # the font as OpenType, whatever the output format: for the specimen
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -129,9 +135,8 @@ def export_font(netG, step: int, label: int, source_path: Path, chars_spec: str,
                 copy_glyphs_from: Path | None = None, limit: int | None = None, src_font_index: int = 0
                 ) -> ExportResult:
     """The whole export; every stage is timed (generation and tracing apart, as bench.py reports them)."""
-    truetype = out.suffix.lower() == ".ttf"
-    if out.suffix.lower() not in (".ttf", ".otf"):
-        raise UserError(f"--out {out}: name the font .ttf (TrueType outlines) or .otf (CFF outlines)")
+    fmt = check_format(out)
+    truetype = fmt != ".otf"
     char_size = char_size or image_size
     workers = workers or os.cpu_count() or 1
     source = SourceFont(source_path, index=src_font_index)
@@ -178,9 +183,24 @@ def export_font(netG, step: int, label: int, source_path: Path, chars_spec: str,
                 advances[ch] = round(donor.advance(ch) * source.metrics.units_per_em / donor.metrics.units_per_em)
                 copied.append(ch)
     start = time.perf_counter()
-    write_font(out, build_font(outlines, source.metrics, advances, names, truetype))
+    glyphs = plan_glyphs(outlines, source, advances)
+    font = build_font(glyphs, source.metrics, names, truetype)
+    sfnt = font_bytes(font)
+    if fmt == ".ufo":
+        write_ufo(out, build_ufo(glyphs, source.metrics, names, (font["head"].yMin, font["head"].yMax)))
+    else:
+        atomic_write_bytes(out, font_bytes(font, "woff2") if fmt == ".woff2" else sfnt)
     seconds["build"] = time.perf_counter() - start
     start = time.perf_counter()
-    verification = verify_font(out, rasters, set(outlines))
+    verification = verify_font(out, sfnt, rasters, set(glyphs))
     seconds["verify"] = time.perf_counter() - start
-    return ExportResult(out, to_generate, sorted(real, key=ord), copied, lacking, empty, verification, seconds)
+    return ExportResult(out, to_generate, sorted(real, key=ord), copied, lacking, empty, verification, sfnt, seconds)
+
+
+def check_format(out: Path) -> str:
+    """The output format from --out's suffix, or a one-line error listing the ones there are."""
+    fmt = out.suffix.lower()
+    if fmt not in FORMATS:
+        kinds = ", ".join(f"{suffix} ({kind})" for suffix, kind in FORMATS.items())
+        raise UserError(f"--out {out}: name the font with one of {kinds}")
+    return fmt

@@ -1,6 +1,7 @@
 """A text specimen: a paragraph set in a font file, wrapped to a width, as a PNG to look at."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -40,23 +41,27 @@ def _tokens(text: str):
         yield word
 
 
-def in_font(text: str, font_path: str | Path) -> tuple[str, str]:
-    """(the text without the characters the font lacks, those characters)."""
+def _file(font: str | Path | bytes):
+    return io.BytesIO(font) if isinstance(font, bytes) else str(font)
+
+
+def in_font(text: str, font: str | Path | bytes) -> tuple[str, str]:
+    """(the text without the characters the font (a path, or the font file's bytes) lacks, those characters)."""
     from fontTools.ttLib import TTFont
-    with TTFont(str(font_path), lazy=True) as tt:
+    with TTFont(_file(font), lazy=True) as tt:
         cmap = tt.getBestCmap()
     kept = "".join(ch for ch in text if ch.isspace() or ord(ch) in cmap)
     return kept, "".join(dict.fromkeys(ch for ch in text if not ch.isspace() and ord(ch) not in cmap))
 
 
-def write_specimen(font_path: str | Path, text: str, out: str | Path, title: str | None = None,
+def write_specimen(font_file: str | Path | bytes, text: str, out: str | Path, title: str | None = None,
                    size: int = 48, width: int = 1000) -> tuple[Path, str]:
     """Set `text` in the font at `size` px, wrapped to `width` px, under a small title line.
 
     Characters the font lacks are left out (rather than drawn as empty boxes) and returned.
     """
-    text, missing = in_font(text, font_path)
-    font = ImageFont.truetype(str(font_path), size)
+    text, missing = in_font(text, font_file)
+    font = ImageFont.truetype(_file(font_file), size)
     margin, leading = size // 2, round(size * 1.4)
     lines = wrap(text, font, width - 2 * margin)
     label_font = ImageFont.load_default(max(12, size // 3))

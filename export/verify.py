@@ -1,6 +1,7 @@
 """Read an exported font back and check every glyph against the raster it was traced from."""
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,23 +49,35 @@ class Verification:
         return [ch for ch, value in self.iou.items() if value < threshold]
 
 
-def verify_font(path: str | Path, rasters: dict[str, np.ndarray], expected: set[str]) -> Verification:
-    """fontTools loads the font and its cmap holds exactly `expected`; Pillow renders every
-    traced glyph, and its ink is compared (IoU) with the raster it came from, both
-    normalised the way font2img normalises a glyph, at >= 256 px (the size tracing works
-    at), so that the check measures the outlines rather than a small raster's pixels."""
-    font = TTFont(str(path))
-    mapped = {chr(code) for code in font.getBestCmap()}
-    font.close()
+def exported_chars(path: Path) -> set[str]:
+    """The characters the written file maps, read back as a user's tools would read it."""
+    if path.suffix.lower() == ".ufo":
+        import ufoLib2
+        ufo = ufoLib2.Font.open(path)
+        return {chr(code) for glyph in ufo for code in glyph.unicodes}
+    with TTFont(str(path)) as font:   # WOFF2 too (fontTools decompresses it)
+        return {chr(code) for code in font.getBestCmap()}
+
+
+def verify_font(path: str | Path, sfnt: bytes, rasters: dict[str, np.ndarray], expected: set[str]) -> Verification:
+    """The written font (`path`, any format) maps exactly `expected`; Pillow renders every traced
+    glyph of its OpenType form (`sfnt`, the same outlines), and its ink is compared (IoU) with
+    the raster it came from, both normalised the way font2img normalises a glyph, at >= 256 px
+    (the size tracing works at), so that the check measures the outlines rather than a small
+    raster's pixels."""
+    mapped = exported_chars(Path(path))
     verification = Verification(mapped == expected, sorted(expected - mapped), sorted(mapped - expected))
     size = max(next(iter(rasters.values())).shape[0], TRACE_SIZE) if rasters else TRACE_SIZE
     settings = RenderSettings(char_size=size, canvas_size=size)
-    rendered_font = Font(path, size, flag="the exported font")
-    for ch, raster in rasters.items():
-        expected_image = renormalised(raster, settings)
-        rendered = render_char(rendered_font, ch, settings)
-        if expected_image is None:
-            verification.iou[ch] = 1.0 if rendered is None else 0.0
-        else:
-            verification.iou[ch] = 0.0 if rendered is None else ink_iou(np.asarray(rendered), expected_image)
+    with tempfile.TemporaryDirectory() as tmp:
+        opentype = Path(tmp) / "font.otf"
+        opentype.write_bytes(sfnt)
+        rendered_font = Font(opentype, size, flag="the exported font")
+        for ch, raster in rasters.items():
+            expected_image = renormalised(raster, settings)
+            rendered = render_char(rendered_font, ch, settings)
+            if expected_image is None:
+                verification.iou[ch] = 1.0 if rendered is None else 0.0
+            else:
+                verification.iou[ch] = 0.0 if rendered is None else ink_iou(np.asarray(rendered), expected_image)
     return verification

@@ -2,6 +2,7 @@
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image, ImageFont
 
 from data.pairs import font2font
 from data.render import Font, RenderSettings
-from export.build import FontNames, SourceFont
+from export.build import SPACES, FontNames, SourceFont, looks_monospaced
 from export.pipeline import export_font
 from export.specimen import wrap, write_specimen
 from export.trace import GlyphBox, trace_raster
@@ -74,7 +75,7 @@ def test_exported_font_is_complete_installable_and_matches_its_rasters(suffix, t
                          prefer_real=real_pairs, workers=2)
     assert len(result.real) == 50 and not result.generated   # the designer's drawings win where they exist
     font = TTFont(str(out))
-    assert {chr(c) for c in font.getBestCmap()} == set(CHARS[:50])   # exactly the exported characters
+    assert {chr(c) for c in font.getBestCmap()} == set(CHARS[:50]) | set(SPACES)   # exactly the exported characters
     assert font.getGlyphOrder()[0] == ".notdef" and ("glyf" in font) == (suffix == ".ttf")
     assert font["name"].getDebugName(1) == "Test Style" and font["name"].getDebugName(5).endswith("step 7")
     source = TTFont(str(fonts / "NotoSansSC-Subset.otf"))
@@ -99,7 +100,7 @@ def test_generated_glyphs_fill_in_what_has_no_real_drawing(tiny_generator, real_
                          FontNames("T"), "cpu", 64, prefer_real=real_pairs, workers=1)
     assert sorted(result.real) == sorted(CHARS[40:50]) and sorted(result.generated) == sorted(CHARS[50:60])
     assert result.lacking == ["\U0002A6A5"] and result.seconds["generate"] > 0 and result.seconds["trace"] > 0
-    with pytest.raises(UserError, match="name the font .ttf"):
+    with pytest.raises(UserError, match=r"name the font with one of \.ttf \(TrueType\), .* \.ufo"):
         export_font(netG, 7, 1, fonts / "NotoSansSC-Subset.otf", str(charset), tmp_path / "f.woff", FontNames("T"),
                     "cpu", 64)
 
@@ -160,3 +161,150 @@ def test_style_interpolation_runs_from_label_to_label(tiny_generator, tmp_path):
         animation.seek(index)
         total += animation.info["duration"]
     assert total == 8 * 120 and animation.n_frames >= 2
+
+
+# ---------------------------------------------------------------- what font tools ask of a font
+@pytest.fixture(scope="module")
+def exports(tiny_generator, real_pairs, fonts, tmp_path_factory):
+    """One style exported in every format, from the designer's drawings of 50 characters."""
+    netG, _ = tiny_generator
+    folder = tmp_path_factory.mktemp("exports")
+    charset = folder / "chars.txt"
+    charset.write_text(CHARS[:50], encoding="utf-8")
+    out = {}
+    for suffix in (".ttf", ".otf", ".woff2", ".ufo"):
+        out[suffix] = folder / f"Style{suffix}"
+        export_font(netG, 7, 1, fonts / "NotoSansSC-Subset.otf", str(charset), out[suffix],
+                    FontNames("Test Style", "Regular", "Version 1.000; checkpoint step 7"), "cpu", 64,
+                    prefer_real=real_pairs, workers=1)
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".ttf", ".otf"])
+def test_a_font_has_spaces_vertical_metrics_and_the_tables_checkers_ask_for(suffix, exports, fonts):
+    font, source = TTFont(str(exports[suffix])), TTFont(str(fonts / "NotoSansSC-Subset.otf"))
+    cmap, advance = font.getBestCmap(), font["hmtx"]
+    assert {0x20, 0xA0, 0x2002, 0x2003, 0x3000} <= set(cmap)
+    # the source subset has no space: a quarter em, as CJK fonts have; the ideographic space is full width
+    assert advance[cmap[0x20]][0] == advance[cmap[0xA0]][0] == 250 and advance[cmap[0x3000]][0] == 1000
+    assert all(record.platformID == 3 for record in font["name"].names)   # no Mac records
+    assert font["post"].isFixedPitch == 0 and font["OS/2"].panose.bProportion == 0   # five widths: proportional
+    assert font["OS/2"].usWinAscent >= font["head"].yMax and font["OS/2"].usWinDescent >= -font["head"].yMin
+    # vertical text: the source's advance height and vertical origin for every ideograph
+    source_origin = source["VORG"].VOriginRecords.get(source.getBestCmap()[ord("永")], source["VORG"].defaultVertOriginY)
+    glyph = cmap[ord("永")]
+    height, top_bearing = font["vmtx"][glyph]
+    assert "vhea" in font and height == source["vmtx"][source.getBestCmap()[ord("永")]][0] == 1000
+    if suffix == ".otf":
+        assert font["VORG"].VOriginRecords.get(glyph, font["VORG"].defaultVertOriginY) == source_origin
+    else:   # TrueType has no VORG: the origin is the top bearing above the ink
+        from fontTools.pens.boundsPen import BoundsPen
+        pen = BoundsPen(font.getGlyphSet())
+        font.getGlyphSet()[glyph].draw(pen)
+        assert top_bearing + round(pen.bounds[3]) == source_origin
+        assembly = [line.split("\t")[0] for line in font["prep"].program.getAssembly()]
+        assert assembly == ["PUSHW[ ]", "511", "SCANCTRL[ ]", "PUSHB[ ]", "4", "SCANTYPE[ ]"]   # smart dropout
+        assert font["gasp"].gaspRange == {0xFFFF: 0x000F}
+
+
+def test_fixed_pitch_is_what_checkers_count():
+    ideographs = {chr(0x4E00 + i): 1000 for i in range(200)}
+    assert looks_monospaced({**ideographs, " ": 500})                 # full and half width: duospaced
+    assert not looks_monospaced({**ideographs, " ": 250, "\u2002": 500})
+    latin = {chr(c): 600 for c in range(0x20, 0x7F)}
+    assert looks_monospaced({**latin, "i": 300, **ideographs}) and not looks_monospaced(
+        {**latin, **{chr(c): 300 + c for c in range(0x41, 0x5B)}})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".ttf", ".otf", ".woff2"])
+def test_exported_fonts_pass_fontbakery_and_the_browsers_sanitizer(suffix, exports, tmp_path):
+    """fontbakery's check-universal, offline, finds no FAIL and no ERROR; OTS (what browsers run) accepts the file."""
+    import ots
+    path = exports[suffix]
+    assert ots.sanitize(str(path), str(tmp_path / f"sanitized{suffix}"), capture_output=True).returncode == 0
+    if suffix == ".woff2":   # fontbakery reads OpenType files: check the font the WOFF2 holds
+        with TTFont(str(path)) as woff2:
+            assert woff2.flavor == "woff2"
+            woff2.flavor = None
+            woff2.save(str(tmp_path / "unpacked.ttf"))
+        path = tmp_path / "unpacked.ttf"
+    report = tmp_path / "fontbakery.json"
+    subprocess.run([sys.executable, "-m", "fontbakery", "check-universal", "--skip-network", "--json", str(report),
+                    str(path)], capture_output=True, text=True, timeout=600)
+    results = [(check["result"], check["key"][1]) for section in json.loads(report.read_text())["sections"]
+               for check in section["checks"]]
+    assert len(results) > 50, results   # the checks ran
+    bad = [(result, name) for result, name in results if result in ("FAIL", "ERROR", "FATAL")]
+    assert bad == [], bad
+
+
+def test_the_ufo_holds_the_same_font_and_compiles_back(exports):
+    import ufo2ft
+    import ufoLib2
+    ufo = ufoLib2.Font.open(exports[".ufo"])
+    ttf = TTFont(str(exports[".ttf"]))
+    cmap = ttf.getBestCmap()
+    assert {glyph.name: glyph.unicodes for glyph in ufo if glyph.unicodes} == {name: [code] for code, name in
+                                                                               cmap.items()}
+    assert ufo["uni6C38"].width == ttf["hmtx"]["uni6C38"][0] and ufo.info.unitsPerEm == ttf["head"].unitsPerEm
+    assert ufo.info.familyName == "Test Style" and ufo["uni6C38"].lib["public.verticalOrigin"] == 880
+    compiled = ufo2ft.compileTTF(ufo)
+    assert compiled.getBestCmap() == cmap
+    assert compiled["vmtx"]["uni6C38"] == ttf["vmtx"]["uni6C38"]
+    assert ufo2ft.compileOTF(ufo).getBestCmap() == cmap
+
+
+CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(name)), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's chromium); "
+                                             "the font's browser check cannot run here")
+def test_the_woff2_sets_text_in_a_browser_across_and_down(exports, tmp_path):
+    """A page with @font-face on the WOFF2: Chromium loads it, and lays the characters out along a line and,
+    with writing-mode: vertical-rl, down a column (one em per character: the vertical metrics), with ink
+    inside each run of text and nowhere else."""
+    text = CHARS[:6]
+    page = tmp_path / "page.html"
+    shutil.copy(exports[".woff2"], tmp_path / "style.woff2")
+    page.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><style>
+@font-face {{ font-family: Exported; src: url(style.woff2) format("woff2"); font-display: block; }}
+body {{ margin: 0; background: #fff; }}
+span {{ font: 48px/1 Exported; position: absolute; color: #000; }}
+#across {{ left: 20px; top: 20px; }}
+#down {{ left: 500px; top: 20px; writing-mode: vertical-rl; }}
+</style></head><body><span id="across">{text}</span><span id="down">{text}</span>
+<script>document.fonts.ready.then(() => {{
+  const box = id => {{ const r = document.getElementById(id).getBoundingClientRect();
+                       return [r.left, r.top, r.right, r.bottom]; }};
+  document.body.setAttribute('data-probe', JSON.stringify({{
+    loaded: [...document.fonts].filter(f => f.family === 'Exported').map(f => f.status),
+    across: box('across'), down: box('down')}}));
+}});</script></body></html>""", encoding="utf-8")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+             "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=800,400"]
+    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    import html
+    import re
+    found = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    assert found, dom.stderr[-2000:]
+    probe = json.loads(html.unescape(found.group(1)))
+    assert probe["loaded"] == ["loaded"]   # Chromium (and its OTS) took the font
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=10000", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=120)
+    ink = np.asarray(Image.open(shot).convert("L")) < 128
+
+    def ink_box(mask):
+        ys, xs = np.nonzero(mask)
+        return xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+    across, down = ink[:, :400], ink[:, 400:]   # the page's left half holds the line, the right half the column
+    x0, y0, x1, y1 = ink_box(across)
+    assert x1 - x0 > 5 * 48 and y1 - y0 <= 56 and 20 <= x0 and 20 <= y0, (x0, y0, x1, y1)
+    assert all(across[20:68, 20 + 48 * k:20 + 48 * (k + 1)].any() for k in range(len(text)))   # one em each
+    x0, y0, x1, y1 = ink_box(down)
+    assert y1 - y0 > 5 * 48 and x1 - x0 <= 56 and 100 <= x0 and 20 <= y0, (x0, y0, x1, y1)
+    assert all(down[20 + 48 * k:20 + 48 * (k + 1), 100:148].any() for k in range(len(text)))   # one em each, down
