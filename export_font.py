@@ -17,11 +17,13 @@ traced from (ink IoU); a specimen PNG is written beside the font.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from data.styles import read_style_names
 from export.build import FontNames
 from export.pipeline import check_format, export_font
+from export.proportions import style_width_scale
 from export.specimen import DEFAULT_TEXT, write_specimen
 from model.checkpoint import load_generator
 from utils.cli import run
@@ -59,6 +61,9 @@ def parse_args(argv=None):
                                                                "raster less than this (ink IoU)")
     p.add_argument("--specimen", default=DEFAULT_TEXT, help="text of the specimen PNG written beside the font "
                                                             "('' for none)")
+    p.add_argument("--width_scale", type=float, help="the style's width relative to the source font, scaling "
+                   "advances and glyph boxes (default: measured from the label's training pairs in "
+                   "data_dir/train.obj; 1 keeps the source's proportions)")
     p.add_argument("--limit", type=int, help="export only the first N characters (a quick trial)")
     return p.parse_args(argv)
 
@@ -80,6 +85,28 @@ def style_label(args, embedding_num: int) -> tuple[int, str]:
     return label, names.get(label, f"style {label}")
 
 
+def choose_width_scale(given: float | None, data_dir: Path | None, label: int) -> float:
+    """--width_scale, or the style's width measured from its training pairs (1 where there are none)."""
+    if given is not None:
+        if not (math.isfinite(given) and 0.25 <= given <= 4):
+            raise UserError(f"--width_scale must be between 0.25 and 4 (1 keeps the source's proportions); got {given}")
+        return given
+    obj = data_dir / "train.obj" if data_dir else None
+    if obj is None or not obj.is_file():
+        print(f"width: the source font's proportions (no training pairs at {obj or 'data_dir/train.obj'} to measure "
+              f"the style's width; --width_scale sets it)")
+        return 1.0
+    scale, pairs = style_width_scale(obj, label)
+    if not pairs:
+        print(f"width: the source font's proportions ({obj} holds no pair of label {label} with ink to measure the "
+              f"style's width; --width_scale sets it)")
+        return 1.0
+    scale = round(scale, 2)
+    print(f"width: {scale:.2f} x the source font's (median over {pairs} training pairs of label {label} in {obj}; "
+          f"--width_scale overrides)")
+    return scale
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not (args.experiment_dir or args.checkpoint_dir):
@@ -98,11 +125,12 @@ def main(argv=None) -> int:
     family = args.family or f"zi2zi {style}"
     names = FontNames(family, args.style_name, f"Version 1.000; checkpoint step {step}",
                       f"{style} learned by zi2zi, exported from checkpoint step {step}")
+    width_scale = choose_width_scale(args.width_scale, data_dir, label)
     result = export_font(netG, step, label, Path(args.src_font), args.charset, Path(args.out), names, device,
                          config.image_size, args.char_size, args.batch_size, args.amp, args.workers, data_dir,
                          Path(args.prefer_real) if args.prefer_real else None,
                          Path(args.copy_glyphs_from) if args.copy_glyphs_from else None, args.limit,
-                         args.src_font_index)
+                         args.src_font_index, width_scale)
     v = result.verification
     print(f"wrote {result.path}: {family} {args.style_name}, {len(v.iou) + len(result.copied)} characters "
           f"({len(result.generated)} generated, {len(result.real)} real drawings, {len(result.copied)} copied) "

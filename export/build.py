@@ -118,15 +118,17 @@ class SourceFont:
         self.glyphs[self.cmap[ord(ch)]].draw(pen)
         return pen.bounds
 
-    def glyph_box(self, ch: str, char_size: int) -> GlyphBox | None:
-        """The em square the normalised image of `ch` covers (font2img's crop, margin and centring)."""
+    def glyph_box(self, ch: str, char_size: int, width_scale: float = 1.0) -> GlyphBox | None:
+        """The em square the normalised image of `ch` covers (font2img's crop, margin and centring),
+        for a style `width_scale` times as wide as the source (its ink box and its place in the
+        advance scaled horizontally)."""
         bounds = self.bounds(ch)
         if bounds is None:
             return None
         x0, y0, x1, y1 = bounds
         margin = MARGIN_PX * self.metrics.units_per_em / char_size
-        side = max(x1 - x0, y1 - y0) + 2 * margin
-        return GlyphBox((x0 + x1) / 2, (y0 + y1) / 2, side)
+        side = max((x1 - x0) * width_scale, y1 - y0) + 2 * margin
+        return GlyphBox((x0 + x1) / 2 * width_scale, (y0 + y1) / 2, side)
 
     def outline(self, ch: str, units_per_em: int) -> list:
         """The source glyph of `ch` as pen commands, scaled to `units_per_em`."""
@@ -195,12 +197,15 @@ class GlyphPlan:
     vertical_origin: int
 
 
-def plan_glyphs(outlines: dict[str, list], source: SourceFont, advances: dict[str, int]) -> dict[str, GlyphPlan]:
-    """Every character's glyph with its horizontal and vertical metrics, plus the spaces."""
+def plan_glyphs(outlines: dict[str, list], source: SourceFont, advances: dict[str, int],
+                width_scale: float = 1.0) -> dict[str, GlyphPlan]:
+    """Every character's glyph with its horizontal and vertical metrics, plus the spaces (the
+    ideographic space as wide as the style's ideographs)."""
     plans = {ch: GlyphPlan(commands, advances[ch], *source.vertical(ch)) for ch, commands in outlines.items()}
     for ch in SPACES:
         if ch not in plans:
-            plans[ch] = GlyphPlan([], source.space_advance(ch), *source.vertical(ch))
+            scale = width_scale if ch == "\u3000" else 1.0
+            plans[ch] = GlyphPlan([], round(source.space_advance(ch) * scale), *source.vertical(ch))
     return plans
 
 

@@ -132,9 +132,12 @@ def trace_all(rasters: dict[str, np.ndarray], boxes: dict, truetype: bool, worke
 def export_font(netG, step: int, label: int, source_path: Path, chars_spec: str, out: Path, names: FontNames,
                 device, image_size: int, char_size: int | None = None, batch_size: int = 64, amp: str = "off",
                 workers: int | None = None, data_dir: Path | None = None, prefer_real: Path | None = None,
-                copy_glyphs_from: Path | None = None, limit: int | None = None, src_font_index: int = 0
-                ) -> ExportResult:
-    """The whole export; every stage is timed (generation and tracing apart, as bench.py reports them)."""
+                copy_glyphs_from: Path | None = None, limit: int | None = None, src_font_index: int = 0,
+                width_scale: float = 1.0) -> ExportResult:
+    """The whole export; every stage is timed (generation and tracing apart, as bench.py reports them).
+
+    `width_scale` is the style's width relative to the source font (see export.proportions):
+    the source's advances and glyph boxes are scaled horizontally by it."""
     fmt = check_format(out)
     truetype = fmt != ".otf"
     char_size = char_size or image_size
@@ -169,10 +172,10 @@ def export_font(netG, step: int, label: int, source_path: Path, chars_spec: str,
         rasters.update(zip(to_generate, to_uint8(fake)))
     seconds["generate"] = time.perf_counter() - start
     start = time.perf_counter()
-    boxes = {c: source.glyph_box(c, char_size) for c in rasters}
+    boxes = {c: source.glyph_box(c, char_size, width_scale) for c in rasters}
     outlines = trace_all(rasters, boxes, truetype, workers)
     seconds["trace"] = time.perf_counter() - start
-    advances = {c: source.advance(c) for c in outlines}
+    advances = {c: round(source.advance(c) * width_scale) for c in outlines}
     copied = []
     if copy_glyphs_from is not None:
         donor = SourceFont(copy_glyphs_from, "--copy_glyphs_from")
@@ -183,7 +186,7 @@ def export_font(netG, step: int, label: int, source_path: Path, chars_spec: str,
                 advances[ch] = round(donor.advance(ch) * source.metrics.units_per_em / donor.metrics.units_per_em)
                 copied.append(ch)
     start = time.perf_counter()
-    glyphs = plan_glyphs(outlines, source, advances)
+    glyphs = plan_glyphs(outlines, source, advances, width_scale)
     font = build_font(glyphs, source.metrics, names, truetype)
     sfnt = font_bytes(font)
     if fmt == ".ufo":

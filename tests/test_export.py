@@ -308,3 +308,38 @@ span {{ font: 48px/1 Exported; position: absolute; color: #000; }}
     x0, y0, x1, y1 = ink_box(down)
     assert y1 - y0 > 5 * 48 and x1 - x0 <= 56 and 100 <= x0 and 20 <= y0, (x0, y0, x1, y1)
     assert all(down[20 + 48 * k:20 + 48 * (k + 1), 100:148].any() for k in range(len(text)))   # one em each, down
+
+
+def test_a_condensed_style_exports_condensed(tiny_generator, tmp_path):
+    """Pairs whose targets are 0.625 times as wide (for their height) as their sources give a width scale
+    of 0.625; the font's advances and glyph boxes follow it, the heights stay the source's."""
+    from data.packaging import package
+    from export.proportions import style_width_scale
+    from fontkit import make_font
+    chars = "一二三四五六七八九十"
+    # the style draws each character 0.625 times as wide as the source, at the same height
+    source = make_font(tmp_path / "wide.ttf", {c: [(0, 0, 800, 800 - 20 * i)] for i, c in enumerate(chars)})
+    target = make_font(tmp_path / "narrow.ttf", {c: [(0, 0, 500, 800 - 20 * i)] for i, c in enumerate(chars)})
+    settings = RenderSettings(64, 64)
+    font2font(Font(source, 64), Font(target, 64), list(chars), settings, tmp_path / "pairs", label=1)
+    package([tmp_path / "pairs"], tmp_path / "data", split_ratio=0.0)
+    scale, pairs = style_width_scale(tmp_path / "data" / "train.obj", 1)
+    assert pairs == 10 and scale == pytest.approx(0.625, abs=0.03)
+    netG, _ = tiny_generator
+    (tmp_path / "chars.txt").write_text(chars, encoding="utf-8")
+    fonts_made = {}
+    for name, width_scale in (("plain", 1.0), ("condensed", round(scale, 2))):
+        out = tmp_path / f"{name}.ttf"
+        export_font(netG, 1, 1, source, str(tmp_path / "chars.txt"), out, FontNames(name), "cpu", 64,
+                    prefer_real=tmp_path / "pairs", workers=1, width_scale=width_scale)
+        fonts_made[name] = TTFont(str(out))
+    for font, expected in ((fonts_made["plain"], 1.0), (fonts_made["condensed"], round(scale, 2))):
+        glyph = font.getBestCmap()[ord("一")]
+        glyphs = font.getGlyphSet()
+        from fontTools.pens.boundsPen import BoundsPen
+        pen = BoundsPen(glyphs)
+        glyphs[glyph].draw(pen)
+        x0, y0, x1, y1 = pen.bounds
+        assert font["hmtx"][glyph][0] == round(1000 * expected)           # the advance follows the style
+        assert (x1 - x0, y1 - y0) == pytest.approx((500, 800), rel=0.03)   # the style's drawing at the source's height
+        assert (x0 + x1) / 2 == pytest.approx(400 * expected, rel=0.05)    # where the source's sits, scaled
