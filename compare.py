@@ -4,7 +4,10 @@
         --val_obj experiments/plain/data/val.obj --out_dir reports/sn_vs_plain
 
 Each --run is DIR[:STEP][=NAME] (STEP: a number, latest (default) or best). The architecture of every
-run comes from its checkpoint. The evaluation set is a val.obj (ideally characters
+run comes from its checkpoint. A --run naming a study folder (runs in DIR/runs/ or DIR/, as
+scripts/robustness_study.py or your own sweep makes them, named SETTING__RECIPE_sSEED) compares
+every run in it and adds the robustness section: outcomes (trained / collapsed / diverged, from
+each run's log), held-out SSIM and ink IoU per recipe, a heat map and paired differences. The evaluation set is a val.obj (ideally characters
 held out from training: package.py --split_by char) or is rendered from fonts:
 --src_font plus --dst_font LABEL=FONT for each style, over --charset.
 
@@ -16,12 +19,14 @@ other run's paired difference with a bootstrap 95% interval and says "X better" 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
 from data.charsets import load_charset
 from evaluation.comparison import RunSpec, compare_runs, eval_set_from_fonts, eval_set_from_obj
 from evaluation.report import fmt, write_report
+from evaluation.robustness import Study, load_study, study_runs_dir, study_summary
 from model.checkpoint import model_config_of, resolve_step
 from utils.cli import run
 from utils.device import resolve_device
@@ -49,10 +54,25 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def runs_to_compare(texts: list[str]) -> tuple[list[RunSpec], Study | None]:
+    """The --run list, or every run of the one study folder it names (the baseline recipe's first)."""
+    folders = [text for text in texts if "=" not in text and ":" not in text and study_runs_dir(Path(text))]
+    if not folders:
+        return [RunSpec.parse(text) for text in texts], None
+    if len(texts) > 1:
+        raise UserError(f"--run {folders[0]} is a study folder: give it as the only --run (every run in it is compared)")
+    study = load_study(folders[0])
+    evaluated = sorted((r for r in study.runs if r.has_checkpoint), key=lambda r: r.recipe != study.baseline)
+    if len(evaluated) < 2:
+        raise UserError(f"{folders[0]}: {len(evaluated)} of its {len(study.runs)} runs have a checkpoint; "
+                        f"a comparison needs two")
+    return [RunSpec(r.name, r.experiment_dir) for r in evaluated], study
+
+
 def main(argv=None):
     args = parse_args(argv)
     check_output_dir(args.out_dir, "--out_dir")
-    runs = [RunSpec.parse(text) for text in args.run]
+    runs, study = runs_to_compare(args.run)
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
     if bool(args.val_obj) == bool(args.src_font):
@@ -74,7 +94,13 @@ def main(argv=None):
                                       args.max_samples, args.seed)
     print(f"evaluation set: {evalset.description}")
     report = compare_runs(runs, evalset, device, args.batch_size, args.seed, args.bootstrap, args.checkpoints)
-    files = write_report(report, evalset, args.out_dir, args.grid_count)
+    summary = None
+    if study is not None:
+        summary = study_summary(study, {r.name: r for r in report.runs}, args.bootstrap, args.seed)
+        for row in summary["per_recipe"]:
+            print(f"{row['recipe']}: {row['trained']} trained, {row['collapsed']} collapsed, {row['diverged']} "
+                  f"diverged of {row['runs']}; SSIM median {fmt(row['median_ssim'])}, worst {fmt(row['worst_ssim'])}")
+    files = write_report(report, evalset, args.out_dir, args.grid_count, summary)
     base = report.runs[0]
     for r in report.runs[1:]:
         for metric, d in r.versus_first.items():
@@ -83,7 +109,8 @@ def main(argv=None):
     for r in report.runs:
         flag = "COLLAPSED" if r.collapsed else "ok"
         print(f"{r.name}: diversity vs real {fmt(r.collapse['diversity_ratio'])} ({flag}); {r.trend}")
-    print(f"report: {files['report.html']} (and report.md, metrics.json, comparison_grid.png, curves.png)")
+    others = ", ".join(name for name in files if name != "report.html")
+    print(f"report: {files['report.html']} (and {others})")
     return 0
 
 

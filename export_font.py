@@ -27,7 +27,7 @@ from export.proportions import style_width_scale
 from export.specimen import DEFAULT_TEXT, write_specimen
 from model.checkpoint import load_generator
 from utils.cli import run
-from utils.device import resolve_device
+from utils.device import AMP_CHOICES, resolve_device
 from utils.errors import UserError
 from utils.io import check_output_dir, check_output_file
 
@@ -54,7 +54,7 @@ def parse_args(argv=None):
                                          "folder or an .obj")
     p.add_argument("--copy_glyphs_from", help="take Latin and punctuation from this font unchanged")
     p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help="mixed precision for generation")
+    p.add_argument("--amp", choices=AMP_CHOICES, default="off", help="mixed precision for generation")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--workers", type=int, help="tracing processes (default: one per CPU core)")
     p.add_argument("--min_iou", type=float, default=0.85, help="list glyphs whose traced outline matches their "

@@ -31,7 +31,7 @@ from model.checkpoint import export_plain, load_generator
 from model.config import ModelConfig
 from model.inference import generate, interpolate
 from utils.cli import parse_int_list, run
-from utils.device import resolve_device
+from utils.device import AMP_CHOICES, resolve_device
 from utils.errors import UserError
 from utils.images import write_interpolation, write_style, write_zi2zi_style
 from utils.io import check_output_dir
@@ -82,7 +82,7 @@ def parse_args(argv=None):
     run_.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     run_.add_argument("--gpu_ids", nargs="+", help="zi2zi's way to pick the GPU: cuda:0 or 0")
     run_.add_argument("--per_row", type=int, default=10, help="characters per line in the style grid")
-    run_.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off",
+    run_.add_argument("--amp", choices=AMP_CHOICES, default="off",
                       help="mixed precision (bf16 is about 2x faster on CPUs with AVX-512 BF16)")
     arch = p.add_argument_group("architecture, for checkpoints without a config (zi2zi-pytorch)")
     arch.add_argument("--input_nc", type=int, choices=[1, 3])

@@ -14,6 +14,7 @@ from utils.images import grid_image
 from utils.io import atomic_write_text, save_image
 from utils.logs import plot_training_log
 
+from . import robustness
 from .comparison import Comparison
 
 METRIC_LABELS = {"l1": "L1 (lower better)", "rmse": "RMSE (lower better)", "psnr": "PSNR dB (higher better)",
@@ -31,6 +32,9 @@ STABILITY_LABELS = {"d_loss_spikes": "D loss spikes", "g_loss_spikes": "G loss s
 
 MAX_STYLE_GRIDS = 12   # per-style grids in the report (the first labels of a larger set)
 STYLE_GRID_COUNT = 6   # characters in each
+
+
+HEAT_MAP = "Held-out SSIM across settings and recipes"
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -119,9 +123,14 @@ def verdict_summary(report: Comparison) -> list[str]:
     return sentences
 
 
-def _markdown(report: Comparison, images: dict[str, str]) -> str:
+def _markdown(report: Comparison, images: dict[str, str], study: dict | None = None) -> str:
     runs = report.runs
-    lines = ["# Comparison of zi2zi runs", "", *verdict_summary(report), "",
+    if study is not None:   # a study's table and heat map first; sentences about every run would bury them
+        lines = [f"# Robustness study: {study['folder']}", "", *robustness.markdown_section(study, fmt),
+                 f"![{_alt_text(HEAT_MAP)}]({images.pop(HEAT_MAP)})", "", "## Every run", ""]
+    else:
+        lines = ["# Comparison of zi2zi runs", "", *verdict_summary(report), ""]
+    lines += [
              f"Evaluation set: {report.eval_set}, labels {report.labels}. Eval mode, seed {report.seed}; "
              f"differences are run minus **{runs[0].name}** with a paired bootstrap 95% interval.", ""]
     lines += _table(["run", "experiment", "step", "SN on G", "SN on D", "collapsed"],
@@ -166,22 +175,29 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def write_report(report: Comparison, evalset, out_dir: str | Path, grid_count: int = 12) -> dict[str, Path]:
-    """metrics.json, report.md (pictures beside it) and report.html (pictures embedded), each written atomically."""
+def write_report(report: Comparison, evalset, out_dir: str | Path, grid_count: int = 12,
+                 study: dict | None = None) -> dict[str, Path]:
+    """metrics.json, report.md (pictures beside it) and report.html (pictures embedded), each written atomically.
+
+    `study` (evaluation.robustness.study_summary) adds the robustness section and its heat map."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    images = {"Side by side (source | target | runs)": comparison_grid(report, evalset, out_dir / "comparison_grid.png",
-                                                                       grid_count, report.seed)}
+    images = {}
+    if study is not None:
+        images[HEAT_MAP] = robustness.heat_map(study, out_dir / "robustness_ssim.png")
+    images["Side by side (source | target | runs)"] = comparison_grid(report, evalset, out_dir / "comparison_grid.png",
+                                                                      grid_count, report.seed)
     for label in report.labels[:MAX_STYLE_GRIDS]:
         images[f"Style {label} (source | target | runs)"] = comparison_grid(
             report, evalset, out_dir / f"grid_style_{label}.png", STYLE_GRID_COUNT, report.seed, label)
-    curve_path = curves(report, out_dir / "curves.png")
+    curve_path = None if study is not None else curves(report, out_dir / "curves.png")   # dozens of runs: noise
     if curve_path is not None:
         images["Training curves and metrics over checkpoints"] = curve_path
+    record = {**report.to_json(), **({"study": study} if study is not None else {})}
     files = {"metrics.json": atomic_write_text(
-        out_dir / "metrics.json", json.dumps(_finite(report.to_json()), indent=1, ensure_ascii=False,
-                                             allow_nan=False) + "\n")}
-    files["report.md"] = atomic_write_text(out_dir / "report.md", _markdown(report, {k: v.name for k, v in images.items()}))
-    files["report.html"] = atomic_write_text(out_dir / "report.html",
-                                             _html(_markdown(report, {k: _data_uri(v) for k, v in images.items()})))
+        out_dir / "metrics.json", json.dumps(_finite(record), indent=1, ensure_ascii=False, allow_nan=False) + "\n")}
+    files["report.md"] = atomic_write_text(
+        out_dir / "report.md", _markdown(report, {k: v.name for k, v in images.items()}, study))
+    files["report.html"] = atomic_write_text(
+        out_dir / "report.html", _html(_markdown(report, {k: _data_uri(v) for k, v in images.items()}, study)))
     return {**files, **{p.name: p for p in images.values()}}

@@ -174,6 +174,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise UserError(f"--{name} must be a finite number >= 0; got {value}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value < 1):
+                raise UserError(f"--{name} must be in [0, 1); got {value}")
         if self.g_steps < 1:
             raise UserError(f"--g_steps must be >= 1; got {self.g_steps}")
         if self.schedule < 1:

@@ -21,10 +21,10 @@ from evaluation.metrics import METRICS
 from model.config import NORMS, ModelConfig, TrainConfig, config_from_dict, expand_norm_flags, flag_name
 from utils.cli import add_config_flag as flag
 from utils.cli import parse_int_list
+from utils.device import AMP_CHOICES
 from utils.errors import UserError
 
 LOADERS = ("fast", "pil")
-AMP_CHOICES = ("off", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -293,6 +293,8 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     g = p.add_argument_group("losses and optimiser (a flag given on resume overrides the checkpoint)")
     flag(g, TrainConfig, "lr", "generator (and default discriminator) learning rate")
     flag(g, TrainConfig, "lr_D", "discriminator learning rate (default: --lr)", type=float)
+    flag(g, TrainConfig, "beta1", "Adam's beta1 for both networks (zi2zi's 0.5; 0.9 makes GANs less steady)")
+    flag(g, TrainConfig, "beta2", "Adam's beta2 for both networks")
     flag(g, TrainConfig, "schedule", "halve learning rates every this many epochs")
     flag(g, TrainConfig, "L1_penalty", "weight of the L1 loss")
     flag(g, TrainConfig, "Lconst_penalty", "weight of the encoding-constancy loss")
@@ -340,7 +342,7 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     flag(g, DeviceConfig, "num_workers", "processes decoding the .obj (fast) or DataLoader workers (pil)")
     flag(g, DeviceConfig, "cache_dir", "where the fast loader keeps each .obj decoded once, shared by every process "
          "of the machine (default: cache/ beside the .obj)", type=str)
-    flag(g, DeviceConfig, "amp", "mixed precision", choices=["off", "bf16", "fp16"])
+    flag(g, DeviceConfig, "amp", "mixed precision", choices=AMP_CHOICES)
     flag(g, DeviceConfig, "channels_last", "NHWC activations (faster on tensor cores)")
     flag(g, DeviceConfig, "compile", "torch.compile both networks")
     flag(g, DeviceConfig, "sync_bn", "under torchrun: BatchNorm statistics over the global batch (CUDA)")

@@ -303,6 +303,7 @@ class Trainer:
             outcome = "interrupted"
             raise
         except NonFiniteLossError as err:
+            self.writers.write({"step": self.model.step, "event": "diverged", "message": str(err)})
             raise NonFiniteLossError(f"{err}; {self.last_good()}") from None
         except (OSError, RuntimeError) as err:
             self.raise_write_failure(err)
@@ -344,6 +345,7 @@ class Trainer:
         step, run = self.model.step, self.run_config
         diverged = self.guard.check(stats)
         if diverged:
+            self.writers.write({"step": step, "event": "diverged", "message": diverged})
             raise RunDiverged(f"step {step}: {diverged}; training stopped without saving these weights, and "
                               f"{self.last_good()}. Try a lower --lr / --lr_D")
         if (step % run.log_steps == 0 or step == total) and self.dist.is_main:

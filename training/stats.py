@@ -63,7 +63,7 @@ class LogWriters:
         self.jsonl.write(record)
         if self.tensorboard is not None:
             for k, v in record.items():
-                if k != "step":
+                if k != "step" and isinstance(v, (int, float)):   # events carry text: the log keeps it
                     self.tensorboard.add_scalar(k, v, record["step"])
 
     def close(self) -> None:

@@ -321,7 +321,7 @@ class TrainingStep:
         }
 
     def load_training_state(self, state: dict, restore_rng: bool = True) -> None:
-        """Continue from `state`; a learning rate changed since it was saved takes effect now.
+        """Continue from `state`; a learning rate or Adam beta changed since it was saved takes effect now.
 
         The optimisers carry the scheduled (possibly halved) rates; they are kept unless
         this run's TrainConfig sets a different --lr / --lr_D than the saved one, in which
@@ -335,6 +335,11 @@ class TrainingStep:
             if new != old:
                 for group in optimizer.param_groups:
                     group["lr"] = new
+        betas = (self.train_config.beta1, self.train_config.beta2)
+        if (saved.beta1, saved.beta2) != betas:   # new Adam betas take effect from this step on
+            for optimizer in (self.optimizer_G, self.optimizer_D):
+                for group in optimizer.param_groups:
+                    group["betas"] = betas
         if self.amp == "fp16" and state.get("scaler_G"):
             self.scaler_G.load_state_dict(state["scaler_G"])
             self.scaler_D.load_state_dict(state["scaler_D"])

@@ -58,6 +58,7 @@ def resolve_device(name: str | None = None, gpu_ids=None) -> torch.device:
 
 # --amp choices and the dtype each one runs the forward passes in.
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_CHOICES = tuple(AMP_DTYPES)   # what every --amp flag takes
 
 
 def autocast(device: torch.device, amp: str):
