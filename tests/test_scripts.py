@@ -233,7 +233,8 @@ def test_export_font_from_a_trained_experiment(experiment, tmp_path, run_script)
                         "--src_font", SRC, "--out", out, "--device", "cpu", "--workers", 1, "--specimen", "永和九年")
     chars = set(CHARS)   # --charset data: every character of the training data
     from fontTools.ttLib import TTFont
-    assert {chr(c) for c in TTFont(str(out)).getBestCmap()} == chars
+    from export.build import SPACES
+    assert {chr(c) for c in TTFont(str(out)).getBestCmap()} == chars | set(SPACES)   # and the spaces
     assert f"{len(chars)} characters ({len(chars)} generated" in result.stdout and "cmap holds exactly" in result.stdout
     assert out.with_suffix(".png").exists() and "specimen:" in result.stdout
     one_line_error(run_script("export_font.py", "--experiment_dir", exp, "--label", 5, "--src_font", SRC, "--out", out,
