@@ -222,10 +222,7 @@ def heat_map(summary: dict, path: Path) -> Path:
     fig.colorbar(shown, ax=ax, label="SSIM")
     ax.set_title("held-out SSIM, mean over seeds\nC: a seed collapsed, D: a seed diverged", fontsize=9)
     fig.tight_layout()
-    try:
-        return save_figure(fig, path, dpi=100)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path, dpi=100)
 
 
 def markdown_section(summary: dict, fmt) -> list[str]:

@@ -220,7 +220,7 @@ def looks_monospaced(advances: dict[str, int]) -> bool:
     return len(set(widths)) <= 2
 
 
-def build_font(glyphs: dict[str, GlyphPlan], metrics: SourceMetrics, names: FontNames, truetype: bool) -> TTFont:
+def build_font(glyphs: dict[str, GlyphPlan], metrics: SourceMetrics, names: FontNames, truetype: bool) -> bytes:
     """A complete font: .notdef, one glyph per character, cmap, horizontal and vertical metrics
     (hhea/hmtx, vhea/vmtx, and VORG for CFF), name (Windows records only), OS/2 with the line
     metrics covering every glyph, post; TrueType gets smart dropout (gasp, prep)."""
@@ -276,11 +276,9 @@ def build_font(glyphs: dict[str, GlyphPlan], metrics: SourceMetrics, names: Font
         _smart_dropout(fb.font)
     fb.font["OS/2"].recalcUnicodeRanges(fb.font)
     fb.font["OS/2"].recalcCodePageRanges(fb.font)
-    # a round trip through bytes: the tables are compiled (and checked) as a font file would be
     buffer = io.BytesIO()
     fb.save(buffer)
-    buffer.seek(0)
-    return TTFont(buffer)
+    return buffer.getvalue()
 
 
 def win_metrics(metrics: SourceMetrics, y_min: float, y_max: float) -> tuple[int, int]:
@@ -333,10 +331,16 @@ def _notdef(upm: int, metrics: SourceMetrics) -> list:
     return outer + inner
 
 
-def font_bytes(font: TTFont, flavor: str | None = None) -> bytes:
-    """The font file's bytes: OpenType, or WOFF2 with `flavor="woff2"` (brotli-compressed, for the web)."""
-    font.flavor = flavor
+def to_woff2(sfnt: bytes) -> bytes:
+    """An OpenType font's bytes as WOFF2 (brotli-compressed, for the web)."""
+    font = TTFont(io.BytesIO(sfnt))
+    font.flavor = "woff2"
     buffer = io.BytesIO()
     font.save(buffer)
-    font.flavor = None
     return buffer.getvalue()
+
+
+def vertical_extent(sfnt: bytes) -> tuple[int, int]:
+    """(lowest, highest) ink of an OpenType font's glyphs, from its head table."""
+    head = TTFont(io.BytesIO(sfnt), lazy=True)["head"]
+    return head.yMin, head.yMax

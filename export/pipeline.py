@@ -20,7 +20,7 @@ from model.inference import generate
 from utils.errors import UserError
 from utils.io import atomic_write_bytes
 
-from .build import FontNames, SourceFont, build_font, font_bytes, plan_glyphs
+from .build import FontNames, SourceFont, build_font, plan_glyphs, to_woff2, vertical_extent
 from .ufo import build_ufo, write_ufo
 from .trace import trace_job
 from .verify import Verification, verify_font
@@ -187,12 +187,11 @@ def export_font(netG, step: int, label: int, source_path: Path, chars_spec: str,
                 copied.append(ch)
     start = time.perf_counter()
     glyphs = plan_glyphs(outlines, source, advances, width_scale)
-    font = build_font(glyphs, source.metrics, names, truetype)
-    sfnt = font_bytes(font)
+    sfnt = build_font(glyphs, source.metrics, names, truetype)
     if fmt == ".ufo":
-        write_ufo(out, build_ufo(glyphs, source.metrics, names, (font["head"].yMin, font["head"].yMax)))
+        write_ufo(out, build_ufo(glyphs, source.metrics, names, vertical_extent(sfnt)))
     else:
-        atomic_write_bytes(out, font_bytes(font, "woff2") if fmt == ".woff2" else sfnt)
+        atomic_write_bytes(out, to_woff2(sfnt) if fmt == ".woff2" else sfnt)
     seconds["build"] = time.perf_counter() - start
     start = time.perf_counter()
     verification = verify_font(out, sfnt, rasters, set(glyphs))

@@ -450,3 +450,24 @@ def test_a_full_disk_under_a_script_s_outputs_keeps_the_earlier_ones(script, arg
     assert line.startswith(f"error: could not write {disk}/") and "(No space left on device; free space" in line, line
     assert (disk / output).read_bytes() == earlier
     assert _leftovers(disk) == []
+
+
+def test_this_stop_s_new_flags_fail_with_one_line_naming_them(tmp_path):
+    """--beta1/--beta2 out of [0, 1), --width_scale outside 0.25..4, a study folder beside other --run."""
+    from compare import runs_to_compare
+    from export_font import choose_width_scale
+    from model import TrainConfig
+    for name in ("beta1", "beta2"):
+        with pytest.raises(UserError, match=rf"^--{name} must be in \[0, 1\); got 1.0$"):
+            TrainConfig(**{name: 1.0})
+    with pytest.raises(UserError, match=r"^--width_scale must be between 0.25 and 4 .*; got 5.0$"):
+        choose_width_scale(5.0, None, 0)
+    assert choose_width_scale(0.8, None, 0) == 0.8
+    study = tmp_path / "study"
+    for name in ("A__plain_s1", "A__snD_s1"):
+        (study / "runs" / name / "logs").mkdir(parents=True)
+        (study / "runs" / name / "logs" / "train.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(UserError, match=rf"^--run {study} is a study folder: give it as the only --run"):
+        runs_to_compare([str(study), str(tmp_path)])
+    with pytest.raises(UserError, match=rf"^{study}: 0 of its 2 runs have a checkpoint; a comparison needs two$"):
+        runs_to_compare([str(study)])

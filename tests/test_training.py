@@ -324,3 +324,17 @@ def test_keep_best_and_eval_flags_are_checked():
         RunConfig(keep_best="l1", eval_steps=0)
     with pytest.raises(UserError, match="--eval_count must be >= 2"):
         RunConfig(eval_count=1)
+
+
+def test_adam_betas_given_on_resume_take_effect_in_both_optimisers(tmp_path, tiny_config):
+    first = TrainingStep(tiny_config(), TrainConfig())
+    first.step = 3
+    save_checkpoint(first, tmp_path)
+    kept = TrainingStep(tiny_config(), TrainConfig())
+    load_checkpoint(kept, tmp_path, 3)
+    changed = TrainingStep(tiny_config(), TrainConfig(beta1=0.9, beta2=0.99))
+    load_checkpoint(changed, tmp_path, 3)
+    for optimizer in (kept.optimizer_G, kept.optimizer_D):
+        assert all(group["betas"] == (0.5, 0.999) for group in optimizer.param_groups)
+    for optimizer in (changed.optimizer_G, changed.optimizer_D):
+        assert all(group["betas"] == (0.9, 0.99) for group in optimizer.param_groups)

@@ -102,8 +102,12 @@ def save_image(image, path: str | Path, **params) -> Path:
 
 
 def save_figure(fig, path: str | Path, **params) -> Path:
-    """A matplotlib figure written atomically as PNG."""
-    return atomic_write(path, lambda f: fig.savefig(f, format="png", **params))
+    """A matplotlib figure written atomically as PNG, then closed (also when the write fails)."""
+    import matplotlib.pyplot as plt
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", **params))
+    finally:
+        plt.close(fig)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -104,7 +104,4 @@ def plot_training_log(rows_by_run: dict[str, list[dict]], path: str | Path,
     for ax in axes[-1]:
         ax.set_xlabel("step", fontsize=8)
     fig.tight_layout()
-    try:
-        return save_figure(fig, path, dpi=90)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path, dpi=90)
