@@ -6,10 +6,9 @@ source font, so the exported font lines up with it in text.
 from __future__ import annotations
 
 import io
-import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pathops

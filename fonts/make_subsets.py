@@ -10,16 +10,14 @@ so every subset is renamed "<name> Subset" with names free of them.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from fontTools import subset
 from fontTools.ttLib import TTFont
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from data.charsets import gb2312_level1
 
-from data.charsets import gb2312_level1  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 HERE = Path(__file__).resolve().parent
 DEMO_TEXT = (HERE / "demo_text.txt").read_text(encoding="utf-8").strip()

@@ -33,13 +33,11 @@ import threading
 import time
 from pathlib import Path
 
+from data.synthetic import synthetic_obj
+from utils.cli import run
+from utils.io import atomic_write_text, check_output_file
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-from data.synthetic import synthetic_obj  # noqa: E402
-from utils.cli import run  # noqa: E402
-from utils.io import atomic_write_text, check_output_file  # noqa: E402
 
 DISTINCT = 512   # distinct images cycled through N records: writing 40k JPEGs would dominate the run
 

@@ -10,17 +10,14 @@ the norm of its weight gradient from one iteration, then the same after --steps 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data.loader import BatchIterator, PairBank  # noqa: E402
-from model.config import NORMS, ModelConfig, TrainConfig  # noqa: E402
-from training.step import TrainingStep  # noqa: E402
+from data.loader import BatchIterator, PairBank
+from model.config import NORMS, ModelConfig, TrainConfig
+from training.step import TrainingStep
 
 LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 

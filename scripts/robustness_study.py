@@ -24,15 +24,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tqdm import tqdm
+
+from evaluation.robustness import STUDY_FILE, run_outcome
+from utils.cli import run
+from utils.errors import UserError
+from utils.io import atomic_write_text, check_output_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tqdm import tqdm  # noqa: E402
-
-from evaluation.robustness import STUDY_FILE, run_outcome  # noqa: E402
-from utils.cli import run  # noqa: E402
-from utils.errors import UserError  # noqa: E402
-from utils.io import atomic_write_text, check_output_dir  # noqa: E402
 
 SETTINGS = {   # each adds to zi2zi's defaults: --lr 0.001, beta1 0.5, --batch_size 16, --L1_penalty 100, --g_steps 2
     "A": "",

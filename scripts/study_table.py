@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from evaluation.study import markdown_table, recipe_table  # noqa: E402
-from utils.cli import run  # noqa: E402
-from utils.errors import UserError  # noqa: E402
-from utils.io import atomic_write_text, check_output_file  # noqa: E402
+from evaluation.study import markdown_table, recipe_table
+from utils.cli import run
+from utils.errors import UserError
+from utils.io import atomic_write_text, check_output_file
 
 
 def main(argv=None) -> int:

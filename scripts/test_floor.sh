@@ -9,6 +9,7 @@ if [ ! -x .venv-floor/bin/python ]; then
 fi
 .venv-floor/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt \
     -c requirements-floor.txt
+.venv-floor/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 version=$(.venv-floor/bin/python -c "import torch, numpy; print(f'torch {torch.__version__}, numpy {numpy.__version__}')")
 echo "floor tier on $version: the fast tier, then tests/test_distributed.py"
 .venv-floor/bin/python -m pytest -q -rs -m "not slow" tests "$@"

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -163,7 +163,6 @@ def test_divergence_guard_rule():
 
 
 def test_font2img_errors_leave_nothing_behind(tmp_path, repo_root, monkeypatch):
-    sys.path.insert(0, str(repo_root))
     import font2img
     from fontkit import make_font
     src = make_font(tmp_path / "a.ttf", {"A": [(100, 100, 900, 900)]})
@@ -220,7 +219,6 @@ def test_new_flag_errors_name_the_flag(tmp_path, tiny_config, repo_root):
     from data.styles import read_style_names
     from training.config import build_parser
     from training.start import find_start, parse_init_from
-    sys.path.insert(0, str(repo_root))
     import font2img
     import infer
     (tmp_path / "blank.txt").write_text("kai\n\nming\n")
@@ -267,7 +265,6 @@ def test_output_paths_are_checked_before_any_work(script, args, flag, tmp_path, 
     file = tmp_path / "a_file"
     file.write_text("in the way")
     before = sorted(p.name for p in tmp_path.iterdir())
-    sys.path.insert(0, str(repo_root))
     module = importlib.import_module(script[:-3])
     argv = [a.format(tmp=tmp_path, file=file) for a in args]
     with pytest.raises(UserError) as err:
