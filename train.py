@@ -19,12 +19,13 @@ from training.lock import lock_before_imports, lock_experiment
 HELD_LOCK = lock_before_imports(sys.argv[1:]) if __name__ == "__main__" else None
 
 from training.config import build_parser, device_settings, resolve_settings  # noqa: E402 (after the lock)
-from training.loop import Trainer, experiment_paths
+from training.loop import Trainer
 from training.start import find_start
 from training.step import TrainingStep
 from utils.cli import run
 from utils import distributed
 from utils.device import configure_backends, resolve_device
+from utils.experiment import Experiment
 from utils.io import check_output_dir
 from utils.rng import seed_everything
 
@@ -32,9 +33,9 @@ from utils.rng import seed_everything
 def main(argv=None):
     args = build_parser(__doc__).parse_args(argv)
     flags = vars(args)
-    paths = experiment_paths(args.experiment_dir, args.data_dir, args.checkpoint_dir)
+    experiment = Experiment.from_args(args)
     if args.dry_run:
-        start = find_start(flags, paths["checkpoint"])
+        start = find_start(flags, experiment.checkpoint)
         print(resolve_settings(flags, start.state, start.model_config).describe())
         return 0
     check_output_dir(args.experiment_dir, "--experiment_dir")
@@ -51,14 +52,14 @@ def main(argv=None):
     try:
         with distributed.one_failure_message(ctx):
             # one run per experiment: the job's first process holds the lock until it exits
-            lock = HELD_LOCK or (lock_experiment(paths["checkpoint"]) if ctx.is_main else None)
+            lock = HELD_LOCK or (lock_experiment(experiment) if ctx.is_main else None)
             ctx.barrier()   # no process reads or writes before the lock is held
-            start = find_start(flags, paths["checkpoint"], ctx, device)   # rank 0 decides, all load it
+            start = find_start(flags, experiment.checkpoint, ctx, device)   # rank 0 decides, all load it
             settings = resolve_settings(flags, start.state, start.model_config)
-            paths = experiment_paths(args.experiment_dir, settings.run.data_dir, args.checkpoint_dir)
+            experiment = Experiment.at(args.experiment_dir, settings.run.data_dir, args.checkpoint_dir)
             settings.device.check_sync_bn(device, settings.model, ctx.world_size)
             try:
-                return train(settings, paths, start, device, ctx)
+                return train(settings, experiment, start, device, ctx)
             finally:
                 if lock is not None:
                     lock.release()
@@ -66,13 +67,13 @@ def main(argv=None):
         distributed.stop(ctx)
 
 
-def train(settings, paths, start, device, ctx) -> int:
+def train(settings, experiment, start, device, ctx) -> int:
     seed_everything(settings.run.random_seed)   # the same initial weights on every process
     configure_backends(device, settings.device.deterministic)
     model = TrainingStep(settings.model, settings.train, device, amp=settings.device.amp,
                          channels_last=settings.device.channels_last, compile=settings.device.compile, dist=ctx,
                          sync_bn=settings.device.sync_bn)
-    trainer = Trainer(model, settings, paths, start)
+    trainer = Trainer(model, settings, experiment, start)
     sn = [n for n, on in (("G", settings.model.sn_generator), ("D", settings.model.sn_discriminator)) if on]
     where = f"{ctx.world_size} processes ({device.type}), {settings.run.batch_size // ctx.world_size} pairs each" \
         if ctx.enabled else str(device)
@@ -85,8 +86,8 @@ def train(settings, paths, start, device, ctx) -> int:
     except KeyboardInterrupt as stop:  # the checkpoint is saved; exit as the signal would have
         return getattr(stop, "exit_code", 130)
     if step is not None:
-        trainer.say(f"done at step {step}: checkpoints in {paths['checkpoint']}, samples in {paths['sample']}, "
-                    f"curves in {paths['logs'] / 'losses.png'}")
+        trainer.say(f"done at step {step}: checkpoints in {experiment.checkpoint}, samples in "
+                    f"{experiment.sample}, curves in {experiment.loss_plot}")
     return 0
 
 

@@ -23,6 +23,7 @@ from model.checkpoint import available_steps, load_generator
 from model.config import ModelConfig
 from model.inference import generate
 from utils.errors import UserError
+from utils.experiment import Experiment
 from utils.logs import read_jsonl
 
 from .metrics import (METRICS, PairedDifference, is_collapsed, label_sensitivity, paired_bootstrap, score_outputs,
@@ -37,7 +38,7 @@ class RunSpec:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.experiment_dir / "checkpoint"
+        return Experiment.at(self.experiment_dir).checkpoint
 
     @classmethod
     def parse(cls, text: str) -> "RunSpec":
@@ -249,7 +250,7 @@ class Comparison:
 
 def evaluate_run(run: RunSpec, evalset: EvalSet, device, batch_size: int, checkpoints: int) -> RunResult:
     evaluated = evaluate_checkpoint(run, run.step, evalset, device, batch_size)
-    rows = [row for row in read_jsonl(run.experiment_dir / "logs" / "train.jsonl")
+    rows = [row for row in read_jsonl(Experiment.at(run.experiment_dir).train_log)
             if row.get("step", 0) <= evaluated.step]
     return RunResult(run.name, str(run.experiment_dir), evaluated, summarize(evaluated.metrics, evalset.labels),
                      stability_measures(rows), rows,

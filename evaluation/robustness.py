@@ -23,7 +23,9 @@ from statistics import median
 
 import torch
 
+from model.checkpoint import available_steps
 from utils.errors import UserError
+from utils.experiment import Experiment
 from utils.logs import read_jsonl
 
 from .metrics import PairedDifference, paired_bootstrap
@@ -55,7 +57,7 @@ def parse_run_name(name: str) -> tuple[str, str, int]:
 
 def run_outcome(experiment_dir: Path) -> tuple[str, int | None, str]:
     """(outcome, step, message) from the run's train.jsonl: diverged wins over collapsed."""
-    events = [row for row in read_jsonl(experiment_dir / "logs" / "train.jsonl") if "event" in row]
+    events = [row for row in read_jsonl(Experiment.at(experiment_dir).train_log) if "event" in row]
     for kind, outcome in (("diverged", "diverged"), ("collapse", "collapsed")):
         first = next((row for row in events if row["event"] == kind), None)
         if first is not None:
@@ -68,8 +70,7 @@ def study_runs_dir(folder: Path) -> Path | None:
     if (folder / "checkpoint").is_dir():
         return None
     for candidate in (folder / "runs", folder):
-        if candidate.is_dir() and any((child / "logs").is_dir() or (child / "checkpoint").is_dir()
-                                      for child in candidate.iterdir() if child.is_dir()):
+        if candidate.is_dir() and any(Experiment.holds_run(child) for child in candidate.iterdir() if child.is_dir()):
             return candidate
     return None
 
@@ -104,10 +105,10 @@ def load_study(folder: str | Path) -> Study:
         except json.JSONDecodeError as err:
             raise UserError(f"{folder / STUDY_FILE}: not JSON ({err})") from None
     runs = []
-    for child in sorted(p for p in runs_dir.iterdir() if (p / "logs").is_dir() or (p / "checkpoint").is_dir()):
+    for child in sorted(p for p in runs_dir.iterdir() if Experiment.holds_run(p)):
         setting, recipe, seed = parse_run_name(child.name)
         outcome, step, message = run_outcome(child)
-        has_checkpoint = any((child / "checkpoint").glob("*_net_G.pth"))
+        has_checkpoint = bool(available_steps(Experiment.at(child).checkpoint))
         runs.append(StudyRun(child.name, setting, recipe, seed, child, outcome, step, message, has_checkpoint))
     recipes = described.get("recipes", {})
     baseline = described.get("baseline") or next(iter(recipes), None) or runs[0].recipe

@@ -7,11 +7,13 @@ settings of `training.config.RunConfig`), so a resumed run continues as it was.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from utils.cli import add_config_flag
 from utils.errors import UserError
 
 NORMS = ("batch", "instance", "none")
@@ -142,6 +144,46 @@ class ModelConfig:
         labels = [int(x) for x in labels]
         if labels:
             self.check_labels(min(labels), max(labels), source)
+
+
+# The architecture flags, one per ModelConfig field a user chooses (use_dropout is zi2zi's fixed
+# choice), plus --norm for both networks and zi2zi's --inst_norm, which expand_norm_flags turns
+# into norm_G / norm_D. train.py offers them all; infer.py those of the generator.
+_ARCH_HELP = {
+    "norm": "norm layers of both networks (default: batch, as zi2zi)",
+    "inst_norm": "zi2zi's name for --norm instance",
+    "image_size": "glyph side in pixels, a power of two >= 32",
+    "input_nc": "image channels: 1 grayscale, 3 RGB",
+    "embedding_num": "number of style labels",
+    "embedding_dim": "style embedding size",
+    "ngf": "generator width",
+    "ndf": "discriminator width",
+    "norm_G": "the generator's norm layers (overrides --norm)",
+    "norm_D": "the discriminator's norm layers (overrides --norm)",
+    "sn_generator": "spectral norm on every Conv/ConvTranspose/Linear of G",
+    "sn_discriminator": "spectral norm on every Conv/Linear of D",
+}
+_NOT_FLAGS = ("use_dropout",)
+ARCH_FLAGS = ("norm", "inst_norm") + tuple(f.name for f in dataclasses.fields(ModelConfig)
+                                           if f.name not in _NOT_FLAGS)
+GENERATOR_FLAGS = ("norm", "inst_norm", "input_nc", "embedding_num", "embedding_dim", "ngf", "image_size", "norm_G",
+                   "sn_generator")
+
+
+def add_architecture_flags(group: argparse._ActionsContainer, names: tuple[str, ...] = ARCH_FLAGS,
+                           show_defaults: bool = True) -> None:
+    """The architecture flags `names`, each defaulting to None ("not given": the checkpoint decides)."""
+    for name in names:
+        if name == "norm":
+            group.add_argument("--norm", choices=NORMS, help=_ARCH_HELP[name])
+        elif name == "inst_norm":
+            group.add_argument("--inst_norm", action="store_true", help=_ARCH_HELP[name])
+        else:
+            extra = {"choices": NORMS} if name in ("norm_G", "norm_D") else \
+                {"choices": [1, 3]} if name == "input_nc" else {}
+            help_text = _ARCH_HELP[name] if show_defaults else _ARCH_HELP[name].split(" (default")[0]
+            aliases = (flag_name(name), "--" + name) if name.startswith("sn_") else ()
+            add_config_flag(group, ModelConfig, name, help_text, *aliases, show_default=show_defaults, **extra)
 
 
 @dataclass(frozen=True)

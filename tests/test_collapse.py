@@ -47,7 +47,8 @@ def _settings(**run):
 
 
 def _blank_generator_trainer(bundled_font_data, tmp_path, **run):
-    from training.loop import Trainer, experiment_paths
+    from training.loop import Trainer
+    from utils.experiment import Experiment
     from training.step import TrainingStep
     settings = _settings(**run)
     torch.manual_seed(0)
@@ -55,7 +56,7 @@ def _blank_generator_trainer(bundled_font_data, tmp_path, **run):
     with torch.no_grad():  # a generator that draws blank paper: tanh of a large bias, white everywhere
         model.netG.model.up[1].weight.zero_()
         model.netG.model.up[1].bias.fill_(5.0)
-    return Trainer(model, settings, experiment_paths(tmp_path / "exp", str(bundled_font_data)))
+    return Trainer(model, settings, Experiment.at(tmp_path / "exp", bundled_font_data))
 
 
 def test_a_run_driven_into_collapse_is_reported_in_the_log(bundled_font_data, tmp_path):
@@ -90,7 +91,8 @@ def test_recommended_norm_settings_learn_on_the_bundled_fonts(bundled_font_data,
     from data.loader import PairBank
     from model import ModelConfig, TrainConfig
     from training.config import DeviceConfig, RunConfig, Settings
-    from training.loop import Trainer, experiment_paths
+    from training.loop import Trainer
+    from utils.experiment import Experiment
     from training.step import TrainingStep
     settings = Settings(ModelConfig(embedding_num=2, embedding_dim=16, ngf=16, ndf=16, image_size=32,
                                     norm_G=norm_G, norm_D=norm_D, sn_discriminator=sn_D),
@@ -98,7 +100,7 @@ def test_recommended_norm_settings_learn_on_the_bundled_fonts(bundled_font_data,
                                                  checkpoint_steps=150, random_seed=777), DeviceConfig(device="cpu"))
     torch.manual_seed(777)
     model = TrainingStep(settings.model, settings.train, "cpu")
-    trainer = Trainer(model, settings, experiment_paths(tmp_path / "exp", str(bundled_font_data)))
+    trainer = Trainer(model, settings, Experiment.at(tmp_path / "exp", bundled_font_data))
     trainer.run()
     _, targets, _ = PairBank.from_obj(bundled_font_data / "train.obj").model_tensors()
     blank_l1 = 100 * (1 - targets).abs().mean().item()   # the weighted L1 of drawing nothing at all

@@ -139,7 +139,7 @@ def test_specimen_wraps_and_leaves_out_what_the_font_lacks(fonts, tmp_path):
 
 def test_style_interpolation_runs_from_label_to_label(tiny_generator, tmp_path):
     from model.inference import generate, interpolate, style_path
-    from utils.images import write_interpolation
+    from inference.layouts import write_interpolation
     netG, config = tiny_generator
     vectors, positions = style_path(netG, [0, 1, 0], steps=4)
     table = netG.embedder.weight.detach()

@@ -23,13 +23,14 @@ from utils.errors import UserError
 def _trainer(bundled_font_data, exp, **run):
     from model import ModelConfig
     from training.config import DeviceConfig, RunConfig, Settings
-    from training.loop import Trainer, experiment_paths
+    from training.loop import Trainer
+    from utils.experiment import Experiment
     settings = Settings(ModelConfig(embedding_num=2, embedding_dim=16, ngf=8, ndf=8, image_size=32),
                         TrainConfig(**run.pop("train", {})),
                         RunConfig(batch_size=8, log_steps=5, sample_steps=1000, **run), DeviceConfig(device="cpu"))
     torch.manual_seed(0)
     model = TrainingStep(settings.model, settings.train, "cpu")
-    return Trainer(model, settings, experiment_paths(exp, str(bundled_font_data)))
+    return Trainer(model, settings, Experiment.at(exp, bundled_font_data))
 
 
 def test_unwritable_checkpoint_folder_fails_before_the_first_step(bundled_font_data, tmp_path):

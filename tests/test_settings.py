@@ -26,7 +26,9 @@ def test_new_run_takes_flags_then_dataclass_defaults():
 
 
 def test_parser_defaults_come_from_the_dataclasses():
-    assert all(v is None for k, v in flags().items() if k not in ("experiment_dir", "dry_run", "inst_norm"))
+    given = flags()
+    assert all(v is None for k, v in given.items() if k not in ("experiment_dir", "dry_run", "inst_norm", "amp"))
+    assert given["amp"] == DeviceConfig().amp   # the shared device flags' default is the dataclass's
     help_text = " ".join(build_parser("train").format_help().split())
     assert "(default: 777)" in help_text and "(default: 0.001)" in help_text and "(default: batch)" in help_text
 

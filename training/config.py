@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from evaluation.metrics import METRICS
-from model.config import NORMS, ModelConfig, TrainConfig, config_from_dict, expand_norm_flags, flag_name
+from model.config import (ModelConfig, TrainConfig, add_architecture_flags, config_from_dict, expand_norm_flags,
+                          flag_name)
 from utils.cli import add_config_flag as flag
-from utils.cli import parse_int_list
+from utils.cli import add_device_flags, add_experiment_flags, parse_int_list
 from utils.device import AMP_CHOICES
 from utils.errors import UserError
 
@@ -267,29 +268,14 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     """train.py's flags: every setting flag defaults to None ("not given"); help shows the field default."""
     p = argparse.ArgumentParser(description=doc.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = p.add_argument_group("experiment")
-    g.add_argument("--experiment_dir", required=True, help="holds data/, checkpoint/, sample/, logs/")
-    g.add_argument("--checkpoint_dir", help="default: experiment_dir/checkpoint")
+    g = add_experiment_flags(p, "holds data/, checkpoint/, sample/, logs/", required=True)
     g.add_argument("--resume", help="step number or 'latest': continue that checkpoint's run (or fine-tune "
                                     "zi2zi-pytorch's weights-only checkpoint of that step)")
     g.add_argument("--init_from", metavar="DIR[:STEP]",
                    help="start a new experiment from another run's or a pre-trained model's weights")
     g.add_argument("--dry_run", action="store_true", help="print the resolved settings and exit")
     g = p.add_argument_group("architecture (saved in the checkpoint; contradicting it on resume is an error)")
-    flag(g, ModelConfig, "image_size", "glyph side in pixels, a power of two >= 32")
-    flag(g, ModelConfig, "input_nc", "image channels: 1 grayscale, 3 RGB", choices=[1, 3])
-    flag(g, ModelConfig, "embedding_num", "number of style labels")
-    flag(g, ModelConfig, "embedding_dim", "style embedding size")
-    flag(g, ModelConfig, "ngf", "generator width")
-    flag(g, ModelConfig, "ndf", "discriminator width")
-    g.add_argument("--norm", choices=NORMS, help="norm layers of both networks (default: batch, as zi2zi)")
-    g.add_argument("--inst_norm", action="store_true", help="zi2zi's name for --norm instance")
-    flag(g, ModelConfig, "norm_G", "the generator's norm layers (overrides --norm)", choices=NORMS)
-    flag(g, ModelConfig, "norm_D", "the discriminator's norm layers (overrides --norm)", choices=NORMS)
-    flag(g, ModelConfig, "sn_generator", "spectral norm on every Conv/ConvTranspose/Linear of G",
-         "--sn-generator", "--sn_generator")
-    flag(g, ModelConfig, "sn_discriminator", "spectral norm on every Conv/Linear of D",
-         "--sn-discriminator", "--sn_discriminator")
+    add_architecture_flags(g)
     g = p.add_argument_group("losses and optimiser (a flag given on resume overrides the checkpoint)")
     flag(g, TrainConfig, "lr", "generator (and default discriminator) learning rate")
     flag(g, TrainConfig, "lr_D", "discriminator learning rate (default: --lr)", type=float)
@@ -332,17 +318,14 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     flag(g, RunConfig, "divergence_factor", "stop, saving nothing, when d_loss or g_loss exceeds this many times "
          "its median over the last 100 steps (0: off)")
     g = p.add_argument_group("device and speed (this machine's; never taken from a checkpoint)")
-    flag(g, DeviceConfig, "device", "cpu, cuda or cuda:N (default: CUDA when available)", type=str)
-    flag(g, DeviceConfig, "gpu_ids", "zi2zi's way to pick GPUs: cuda:0, 0; several (0,1) under torchrun, one "
-         "per process", type=str,
-         nargs="+")
+    add_device_flags(g, gpu_ids_help="zi2zi's way to pick GPUs: cuda:0, 0; several (0,1) under torchrun, one per "
+                     "process")
     flag(g, DeviceConfig, "loader", "fast: decode once per machine into --cache_dir, augment batches on the "
          "device; pil: zi2zi's per-item path",
          choices=["fast", "pil"])
     flag(g, DeviceConfig, "num_workers", "processes decoding the .obj (fast) or DataLoader workers (pil)")
     flag(g, DeviceConfig, "cache_dir", "where the fast loader keeps each .obj decoded once, shared by every process "
          "of the machine (default: cache/ beside the .obj)", type=str)
-    flag(g, DeviceConfig, "amp", "mixed precision", choices=AMP_CHOICES)
     flag(g, DeviceConfig, "channels_last", "NHWC activations (faster on tensor cores)")
     flag(g, DeviceConfig, "compile", "torch.compile both networks")
     flag(g, DeviceConfig, "sync_bn", "under torchrun: BatchNorm statistics over the global batch (CUDA)")

@@ -12,18 +12,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from utils.errors import UserError
+from utils.experiment import Experiment
 from utils.io import check_output_dir
 from utils.locking import FileLock
 
-LOCK_NAME = "train.lock"
 
-
-def lock_experiment(checkpoint_dir: Path) -> FileLock:
+def lock_experiment(experiment: Experiment) -> FileLock:
     """The experiment's lock, held until the returned lock is released (or this process ends)."""
-    lock = FileLock(checkpoint_dir / LOCK_NAME)
+    checkpoint_dir = experiment.checkpoint
+    lock = FileLock(experiment.lock_file)
     try:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         taken = lock.acquire()
@@ -59,7 +58,7 @@ def lock_before_imports(argv: list[str]) -> FileLock | None:
         check_output_dir(known.experiment_dir, "--experiment_dir")
         if known.checkpoint_dir:
             check_output_dir(known.checkpoint_dir, "--checkpoint_dir")
-        return lock_experiment(Path(known.checkpoint_dir or Path(known.experiment_dir) / "checkpoint"))
+        return lock_experiment(Experiment.from_args(known))
     except UserError as err:
         if os.environ.get("ZI2ZI_TRACEBACK"):
             raise

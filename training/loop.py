@@ -30,6 +30,7 @@ from model.spectral import largest_singular_value
 from utils.errors import UserError, WriteError
 from utils.images import save_sample_grid
 from utils.distributed import SINGLE, Distributed
+from utils.experiment import Experiment
 from utils.io import atomic_write_text, describe_write_failure, write_failure
 from utils.rng import seed_everything
 
@@ -38,14 +39,6 @@ from .start import Start, apply_start
 from .stats import CollapseWatch, DivergenceGuard, LogWriters, StatsWindow, ink_share, progress_postfix
 from .step import NonFiniteLossError, TrainingStep
 from .validation import BestCheckpoint, Validator
-
-
-def experiment_paths(experiment_dir: str | Path, data_dir: str | None = None,
-                     checkpoint_dir: str | None = None) -> dict[str, Path]:
-    root = Path(experiment_dir)
-    return {"root": root, "data": Path(data_dir) if data_dir else root / "data",
-            "checkpoint": Path(checkpoint_dir) if checkpoint_dir else root / "checkpoint",
-            "sample": root / "sample", "logs": root / "logs"}
 
 
 def open_batches(train_obj: Path, settings: Settings, device: torch.device, dist: Distributed = SINGLE):
@@ -129,14 +122,14 @@ def stop_on_signals(request_stop: Callable[[int], None]):
 class Trainer:
     """Runs `model` over the data to the end of the run, saving and logging on the way."""
 
-    def __init__(self, model: TrainingStep, settings: Settings, paths: dict[str, Path],
+    def __init__(self, model: TrainingStep, settings: Settings, experiment: Experiment,
                  start: Start | None = None):
-        self.model, self.settings, self.paths = model, settings, paths
+        self.model, self.settings, self.experiment = model, settings, experiment
         self.dist = model.dist
         self.run_config = settings.run
-        train_obj, val_obj = paths["data"] / "train.obj", paths["data"] / "val.obj"
+        train_obj, val_obj = experiment.train_obj, experiment.val_obj
         if not train_obj.exists():
-            raise UserError(f"{train_obj} does not exist: run package.py --save_dir {paths['data']} "
+            raise UserError(f"{train_obj} does not exist: run package.py --save_dir {experiment.data} "
                             f"first, or point --data_dir at the folder holding train.obj")
         self.batches = open_batches(train_obj, settings, model.device, self.dist)
         model.config.check_data(str(train_obj), self.batches.image_size, self.batches.labels.unique())
@@ -168,7 +161,7 @@ class Trainer:
         self.guard = DivergenceGuard(run.divergence_factor)
         self.evaluated_step: int | None = None
         resumed = model.step if start.kind in ("resume", "weights") else None
-        self.best = BestCheckpoint(paths["checkpoint"], run.keep_best, resumed) if self.dist.is_main else None
+        self.best = BestCheckpoint(experiment.checkpoint, run.keep_best, resumed) if self.dist.is_main else None
 
     def open_validation(self, val_obj: Path, has_val: bool) -> Validator | None:
         """The held-out evaluation, or None when it is off; asking for it without val.obj is an error."""
@@ -207,13 +200,13 @@ class Trainer:
                            "sample_source": str(self.sample_obj)},
                   "device": str(self.model.device), "processes": self.dist.world_size,
                   "start_step": self.model.step, "torch": torch.__version__, "command": sys.argv}
-        atomic_write_text(self.paths["root"] / "config.json", json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+        atomic_write_text(self.experiment.config_file, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
 
     def save_samples(self) -> torch.Tensor:
         """Write the sample grid of this step (rank 0 only); returns the generated glyphs."""
         labels, source, target = self.sample
         fake = self.model.generate(source, labels)
-        save_sample_grid(source, target, fake, self.paths["sample"] / f"step_{self.model.step:07d}.png")
+        save_sample_grid(source, target, fake, self.experiment.sample / f"step_{self.model.step:07d}.png")
         self.sampled_step = self.model.step
         return fake
 
@@ -226,10 +219,10 @@ class Trainer:
         self.say(f"warning at step {step}: {message}")
         self.writers.write({"step": step, "event": "collapse", "message": message})
         if self.run_config.stop_on_collapse:
-            before = [s for s in available_steps(self.paths["checkpoint"]) if s <= step - self.run_config.collapse_window]
+            before = [s for s in available_steps(self.experiment.checkpoint) if s <= step - self.run_config.collapse_window]
             kept = f"the last checkpoint before it is step {before[-1]}" if before else "no checkpoint predates it"
             raise RunCollapsed(f"stopped at step {step} (--stop_on_collapse): {message}; nothing was saved over "
-                               f"the earlier checkpoints, and {kept} in {self.paths['checkpoint']}")
+                               f"the earlier checkpoints, and {kept} in {self.experiment.checkpoint}")
 
     def save(self) -> None:
         """Save a checkpoint (rank 0); a failed save (full disk, read-only folder) says what was lost and what is kept."""
@@ -237,17 +230,17 @@ class Trainer:
         if not self.dist.is_main:
             return
         try:
-            save_checkpoint(self.model, self.paths["checkpoint"], run_config=self.run_config.to_dict(),
+            save_checkpoint(self.model, self.experiment.checkpoint, run_config=self.run_config.to_dict(),
                             batches_done_in_epoch=self.batches_done)
         except OSError as err:
-            raise WriteError(f"could not save checkpoint step {self.model.step} in {self.paths['checkpoint']} "
+            raise WriteError(f"could not save checkpoint step {self.model.step} in {self.experiment.checkpoint} "
                              f"({describe_write_failure(err)}); {self.last_good()}. Then --resume latest") from None
         if self.run_config.keep_last > 0:
-            prune_checkpoints(self.paths["checkpoint"], self.run_config.keep_last)
+            prune_checkpoints(self.experiment.checkpoint, self.run_config.keep_last)
 
     def last_good(self) -> str:
         """Where the run can continue from: the newest complete checkpoint, and how many steps ago."""
-        steps = [s for s in available_steps(self.paths["checkpoint"], complete=True) if s <= self.model.step]
+        steps = [s for s in available_steps(self.experiment.checkpoint, complete=True) if s <= self.model.step]
         if not steps:
             return "no checkpoint of this run was saved yet"
         return (f"the last good checkpoint is step {steps[-1]} ({self.model.step - steps[-1]} steps ago), "
@@ -255,8 +248,7 @@ class Trainer:
 
     def check_writable(self) -> None:
         """Fail before the first step, not after hours, if an output folder cannot be written."""
-        for name in ("checkpoint", "sample", "logs"):
-            folder = self.paths[name]
+        for folder in self.experiment.output_folders():
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 probe = folder / ".write_test.tmp"
@@ -291,7 +283,7 @@ class Trainer:
         if main:
             self.check_writable()
             self.write_config()
-        self.writers = LogWriters(self.paths["logs"], self.paths["root"].name, self.model.step, enabled=main)
+        self.writers = LogWriters(self.experiment, self.model.step, enabled=main)
         self.bar = tqdm(total=total, initial=self.model.step, unit="step", dynamic_ncols=True, disable=not main)
         outcome = "failed"
         try:
@@ -379,7 +371,7 @@ class Trainer:
                 self.save()
             self.best.record(step, value)
             if self.run_config.keep_last > 0:   # the previous best is no longer protected
-                prune_checkpoints(self.paths["checkpoint"], self.run_config.keep_last)
+                prune_checkpoints(self.experiment.checkpoint, self.run_config.keep_last)
 
     def end_epoch(self) -> None:
         model = self.model
@@ -410,4 +402,4 @@ class Trainer:
         if outcome == "interrupted" and self.dist.is_main:
             signal_name = signal.Signals(self.stop_signal or signal.SIGINT).name
             print(f"stopped by {signal_name}: checkpoint saved at step {self.model.step} in "
-                  f"{self.paths['checkpoint']}; continue with --resume latest")
+                  f"{self.experiment.checkpoint}; continue with --resume latest")

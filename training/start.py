@@ -17,13 +17,10 @@ from pathlib import Path
 from model.checkpoint import (CheckpointError, available_steps, checkpoint_files, load_checkpoint,
                               load_weights, load_weights_growing_labels, model_config_of, read_training_state,
                               resolve_step)
-from model.config import ModelConfig, expand_norm_flags
+from model.config import ARCH_FLAGS, ModelConfig, expand_norm_flags
 from utils.distributed import SINGLE, Distributed
 from utils.errors import UserError
-
-ARCH_FLAGS = ("input_nc", "embedding_num", "embedding_dim", "ngf", "ndf", "image_size", "norm", "inst_norm",
-              "norm_G", "norm_D", "sn_generator", "sn_discriminator")
-
+from utils.experiment import Experiment
 
 @dataclass
 class Start:
@@ -100,8 +97,8 @@ def parse_init_from(text: str) -> tuple[Path, int]:
     """`DIR[:STEP]`: an experiment folder (its checkpoint/) or a folder of `{step}_net_*.pth` files."""
     head, sep, tail = text.rpartition(":")
     folder, step = (Path(head), tail) if sep and (tail.isdigit() or tail == "latest") else (Path(text), "latest")
-    if (folder / "checkpoint").is_dir():
-        folder = folder / "checkpoint"
+    if (folder / "checkpoint").is_dir():   # an experiment folder
+        folder = Experiment.at(folder).checkpoint
     if not folder.is_dir():
         raise UserError(f"--init_from {text}: no such folder")
     return folder, resolve_step(folder, step)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from utils.experiment import Experiment
 from utils.logs import JsonlLogger, plot_training_log, read_jsonl, truncate_after_step
 
 
@@ -46,16 +47,16 @@ class LogWriters:
     `enabled=False` (every process but rank 0 under torchrun) writes nothing.
     """
 
-    def __init__(self, logs_dir: Path, run_name: str, resume_step: int, enabled: bool = True):
+    def __init__(self, experiment: Experiment, resume_step: int, enabled: bool = True):
         self.enabled = enabled
         if not enabled:
             return
-        self.jsonl_path = logs_dir / "train.jsonl"
-        self.plot_path = logs_dir / "losses.png"
-        self.run_name = run_name
+        self.jsonl_path = experiment.train_log
+        self.plot_path = experiment.loss_plot
+        self.run_name = experiment.root.name
         truncate_after_step(self.jsonl_path, resume_step)  # a resumed run rewrites what came after it
         self.jsonl = JsonlLogger(self.jsonl_path)
-        self.tensorboard = _tensorboard(logs_dir / "tensorboard")
+        self.tensorboard = _tensorboard(experiment.tensorboard)
 
     def write(self, record: dict) -> None:
         if not self.enabled:

@@ -67,7 +67,7 @@ def default_of(cls, name: str):
 
 
 def add_config_flag(group: argparse._ActionsContainer, cls, name: str, help: str, *flags: str,
-                    **kwargs) -> None:
+                    show_default: bool = True, **kwargs) -> None:
     """A flag for dataclass field `cls.name`: default None ("not given"), help shows the field default.
 
     A boolean field becomes a store_true switch. Resolution of "not given" happens later,
@@ -80,5 +80,36 @@ def add_config_flag(group: argparse._ActionsContainer, cls, name: str, help: str
         kwargs["type"] = type(default)
     shown = "off" if default is False else ("on" if default is True else default)
     inverted = kwargs.get("action") == "store_false"  # e.g. --no_augment: its help says what it turns off
-    help_text = f"{help} (default: {shown})" if shown is not None and not inverted else help
+    help_text = f"{help} (default: {shown})" if shown is not None and show_default and not inverted else help
     group.add_argument(*(flags or (f"--{name}",)), dest=name, default=None, help=help_text, **kwargs)
+
+
+# ---------------------------------------------------------------- option groups every script shares
+
+def add_experiment_flags(parser: argparse.ArgumentParser, uses: str, required: bool = False,
+                         data_dir: str | None = None) -> argparse._ArgumentGroup:
+    """--experiment_dir and --checkpoint_dir (and --data_dir when `data_dir` says what it is read for);
+    `utils.experiment.Experiment.from_args` turns them into the folder layout."""
+    group = parser.add_argument_group("experiment")
+    group.add_argument("--experiment_dir", required=required, help=f"experiment folder ({uses})")
+    group.add_argument("--checkpoint_dir", help="the checkpoint folder (default: experiment_dir/checkpoint)")
+    if data_dir:
+        group.add_argument("--data_dir", help=f"{data_dir} (default: experiment_dir/data)")
+    return group
+
+
+def add_checkpoint_choice(group: argparse._ActionsContainer) -> None:
+    """--resume: which checkpoint of the experiment a script reads."""
+    group.add_argument("--resume", default="latest", help="checkpoint step, 'latest', or 'best' (runs trained with "
+                                                          "--keep_best) (default: latest)")
+
+
+def add_device_flags(group: argparse._ActionsContainer, amp_help: str = "mixed precision",
+                     gpu_ids_help: str | None = None) -> None:
+    """--device (and zi2zi's --gpu_ids where `gpu_ids_help` is given) and --amp, resolved by
+    `utils.device.resolve_device` / `utils.device.autocast`."""
+    from .device import AMP_CHOICES   # here, so scripts without a model (font2img, package) never import torch
+    group.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    if gpu_ids_help:
+        group.add_argument("--gpu_ids", nargs="+", help=gpu_ids_help)
+    group.add_argument("--amp", choices=AMP_CHOICES, default="off", help=f"{amp_help} (default: off)")
