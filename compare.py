@@ -27,7 +27,8 @@ from data.charsets import load_charset
 from evaluation.comparison import RunSpec, compare_runs, eval_set_from_fonts, eval_set_from_obj
 from evaluation.report import fmt, write_report
 from evaluation.robustness import Study, load_study, study_runs_dir, study_summary
-from model.checkpoint import model_config_of, resolve_step
+from model.checkpoint import resolve_step
+from model.loading import model_config_of
 from utils.cli import run
 from utils.device import resolve_device
 from utils.errors import UserError

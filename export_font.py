@@ -1,4 +1,4 @@
-"""Export a learned style as an installable font (.ttf or .otf), verified glyph by glyph.
+"""Export a learned style as an installable font (.ttf, .otf, .woff2 or .ufo), verified glyph by glyph.
 
     python export_font.py --experiment_dir experiment --label 1 --src_font source.otf \
         --charset CN --out wenkai_like.ttf
@@ -22,49 +22,51 @@ from pathlib import Path
 
 from data.styles import read_style_names
 from export.build import FontNames
-from export.pipeline import check_format, export_font
+from export.pipeline import ExportOptions, check_format, export_font
 from export.proportions import style_width_scale
 from export.specimen import DEFAULT_TEXT, write_specimen
-from model.checkpoint import load_generator
-from utils.cli import run
-from utils.device import AMP_CHOICES, resolve_device
+from model.loading import load_generator
+from utils.cli import add_checkpoint_choice, add_device_flags, add_experiment_flags, run
+from utils.device import resolve_device
 from utils.errors import UserError
+from utils.experiment import Experiment
 from utils.io import check_output_dir, check_output_file
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--experiment_dir", help="experiment folder (its checkpoint/ and data/ are used)")
-    p.add_argument("--checkpoint_dir", help="default: experiment_dir/checkpoint")
-    p.add_argument("--resume", default="latest", help="checkpoint step, 'latest' or 'best' (default: latest)")
-    p.add_argument("--label", type=int, help="the style label to export")
-    p.add_argument("--style", help="the style by name, looked up in --type_file")
-    p.add_argument("--type_file", help="style names, one per line (line number = label), or font2img's --label_map")
-    p.add_argument("--src_font", required=True, help="the source font of training (its metrics go into the font)")
-    p.add_argument("--src_font_index", type=int, default=0, help="face number inside a .ttc collection")
-    p.add_argument("--charset", default="data", help="CN, CN_T, JP, KR, a text file, or data (default: the "
+    g = add_experiment_flags(p, "its checkpoint/ and data/ are used",
+                             data_dir="where split.json and train.obj are, for --charset data and the style's width")
+    add_checkpoint_choice(g)
+    g = p.add_argument_group("style and font")
+    g.add_argument("--label", type=int, help="the style label to export")
+    g.add_argument("--style", help="the style by name, looked up in --type_file")
+    g.add_argument("--type_file", help="style names, one per line (line number = label), or font2img's --label_map")
+    g.add_argument("--src_font", required=True, help="the source font of training (its metrics go into the font)")
+    g.add_argument("--src_font_index", type=int, default=0, help="face number inside a .ttc collection")
+    g.add_argument("--charset", default="data", help="CN, CN_T, JP, KR, a text file, or data (default: the "
                                                       "characters of the experiment's training data)")
-    p.add_argument("--data_dir", help="where split.json is, for --charset data (default: experiment_dir/data)")
-    p.add_argument("--out", required=True, help="the font: NAME.ttf (TrueType), NAME.otf (CFF outlines), NAME.woff2 "
-                                              "(for the web) or NAME.ufo (a folder font editors open)")
-    p.add_argument("--family", help="family name (default: zi2zi <style name or label>)")
-    p.add_argument("--style_name", default="Regular", help="style (subfamily) name in the name table")
-    p.add_argument("--char_size", type=int, help="font2img's --char_size of the training data (default: glyph size)")
-    p.add_argument("--prefer_real", help="take glyphs from these real drawings where they exist: font2img's pair "
-                                         "folder or an .obj")
-    p.add_argument("--copy_glyphs_from", help="take Latin and punctuation from this font unchanged")
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--amp", choices=AMP_CHOICES, default="off", help="mixed precision for generation")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
-    p.add_argument("--workers", type=int, help="tracing processes (default: one per CPU core)")
-    p.add_argument("--min_iou", type=float, default=0.85, help="list glyphs whose traced outline matches their "
-                                                               "raster less than this (ink IoU)")
-    p.add_argument("--specimen", default=DEFAULT_TEXT, help="text of the specimen PNG written beside the font "
-                                                            "('' for none)")
-    p.add_argument("--width_scale", type=float, help="the style's width relative to the source font, scaling "
+    g.add_argument("--out", help="the font: NAME.ttf (TrueType), NAME.otf (CFF outlines), NAME.woff2 (for the web) "
+                                 "or NAME.ufo (a folder font editors open) (default: experiment_dir/font/"
+                                 "style_LABEL.ttf)")
+    g.add_argument("--family", help="family name (default: zi2zi <style name or label>)")
+    g.add_argument("--style_name", default="Regular", help="style (subfamily) name in the name table")
+    g.add_argument("--char_size", type=int, help="font2img's --char_size of the training data (default: glyph size)")
+    g.add_argument("--width_scale", type=float, help="the style's width relative to the source font, scaling "
                    "advances and glyph boxes (default: measured from the label's training pairs in "
                    "data_dir/train.obj; 1 keeps the source's proportions)")
-    p.add_argument("--limit", type=int, help="export only the first N characters (a quick trial)")
+    g.add_argument("--prefer_real", help="take glyphs from these real drawings where they exist: font2img's pair "
+                                         "folder or an .obj")
+    g.add_argument("--copy_glyphs_from", help="take Latin and punctuation from this font unchanged")
+    g.add_argument("--limit", type=int, help="export only the first N characters (a quick trial)")
+    g.add_argument("--min_iou", type=float, default=0.85, help="list glyphs whose traced outline matches their "
+                                                               "raster less than this (ink IoU)")
+    g.add_argument("--specimen", default=DEFAULT_TEXT, help="text of the specimen PNG written beside the font "
+                                                            "('' for none)")
+    g = p.add_argument_group("device")
+    g.add_argument("--batch_size", type=int, default=64)
+    g.add_argument("--workers", type=int, help="tracing processes (default: one per CPU core)")
+    add_device_flags(g, "mixed precision for generation")
     return p.parse_args(argv)
 
 
@@ -85,15 +87,14 @@ def style_label(args, embedding_num: int) -> tuple[int, str]:
     return label, names.get(label, f"style {label}")
 
 
-def choose_width_scale(given: float | None, data_dir: Path | None, label: int) -> float:
+def choose_width_scale(given: float | None, obj: Path, label: int) -> float:
     """--width_scale, or the style's width measured from its training pairs (1 where there are none)."""
     if given is not None:
         if not (math.isfinite(given) and 0.25 <= given <= 4):
             raise UserError(f"--width_scale must be between 0.25 and 4 (1 keeps the source's proportions); got {given}")
         return given
-    obj = data_dir / "train.obj" if data_dir else None
-    if obj is None or not obj.is_file():
-        print(f"width: the source font's proportions (no training pairs at {obj or 'data_dir/train.obj'} to measure "
+    if not obj.is_file():
+        print(f"width: the source font's proportions (no training pairs at {obj} to measure "
               f"the style's width; --width_scale sets it)")
         return 1.0
     scale, pairs = style_width_scale(obj, label)
@@ -107,30 +108,36 @@ def choose_width_scale(given: float | None, data_dir: Path | None, label: int) -
     return scale
 
 
+def output_path(given: str | None, experiment: Experiment, label: int) -> Path:
+    """--out, or style_LABEL.ttf in the experiment's font/ folder; checked before any work is done."""
+    out = Path(given) if given else experiment.font / f"style_{label}.ttf"
+    if out.suffix.lower() == ".ufo":   # a UFO is a folder, replaced whole
+        check_output_dir(out, "--out")
+    else:
+        check_output_file(out, "--out")
+    check_format(out)
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not (args.experiment_dir or args.checkpoint_dir):
-        raise UserError("give --experiment_dir (or --checkpoint_dir) to find the checkpoint")
-    if Path(args.out).suffix.lower() == ".ufo":   # a UFO is a folder, replaced whole
-        check_output_dir(args.out, "--out")
-    else:
-        check_output_file(args.out, "--out")
-    check_format(Path(args.out))
-    ckpt_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.experiment_dir) / "checkpoint"
-    data_dir = Path(args.data_dir) if args.data_dir else (Path(args.experiment_dir) / "data" if args.experiment_dir
-                                                          else None)
+    experiment = Experiment.from_args(args)
+    if args.out:
+        output_path(args.out, experiment, 0)
     device = resolve_device(args.device)
-    netG, config, step = load_generator(ckpt_dir, args.resume, device)
+    netG, config, step = load_generator(experiment.checkpoint, args.resume, device)
     label, style = style_label(args, config.embedding_num)
+    out = output_path(args.out, experiment, label)
     family = args.family or f"zi2zi {style}"
     names = FontNames(family, args.style_name, f"Version 1.000; checkpoint step {step}",
                       f"{style} learned by zi2zi, exported from checkpoint step {step}")
-    width_scale = choose_width_scale(args.width_scale, data_dir, label)
-    result = export_font(netG, step, label, Path(args.src_font), args.charset, Path(args.out), names, device,
-                         config.image_size, args.char_size, args.batch_size, args.amp, args.workers, data_dir,
-                         Path(args.prefer_real) if args.prefer_real else None,
-                         Path(args.copy_glyphs_from) if args.copy_glyphs_from else None, args.limit,
-                         args.src_font_index, width_scale)
+    options = ExportOptions(label, Path(args.src_font), out, names, args.charset, experiment.data,
+                            args.src_font_index, args.char_size,
+                            choose_width_scale(args.width_scale, experiment.train_obj, label),
+                            Path(args.prefer_real) if args.prefer_real else None,
+                            Path(args.copy_glyphs_from) if args.copy_glyphs_from else None, args.limit,
+                            args.batch_size, args.amp, args.workers)
+    result = export_font(netG, step, options, device, config.image_size)
     v = result.verification
     print(f"wrote {result.path}: {family} {args.style_name}, {len(v.iou) + len(result.copied)} characters "
           f"({len(result.generated)} generated, {len(result.real)} real drawings, {len(result.copied)} copied) "
@@ -146,10 +153,9 @@ def main(argv=None) -> int:
     low = v.below(args.min_iou)
     if low:
         print(f"{len(low)} glyph(s) below IoU {args.min_iou}: {''.join(low[:60])}{' ...' if len(low) > 60 else ''}")
-    timing = ", ".join(f"{k} {s:.1f} s" for k, s in result.seconds.items())
-    print(f"time: {timing}")
+    print(f"time: {result.timer.summary()}")
     if args.specimen:
-        png = Path(args.out).with_suffix(".png")
+        png = out.with_suffix(".png")
         _, missing = write_specimen(result.sfnt, args.specimen, png, title=f"{family} {args.style_name} (step {step})")
         print(f"specimen: {png}" + (f" (left out, not in the font: {missing})" if missing else ""))
     print(f"install: copy {result.path} to ~/.local/share/fonts (Linux, then fc-cache -f), double-click it "

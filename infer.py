@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from inference.options import build_parser
 from inference.render import check_args, given_architecture, render_styles, write_interpolation_files
-from model.checkpoint import export_plain, load_generator
+from model.loading import load_generator
+from model.plain import export_plain
 from utils.cli import run
 from utils.device import resolve_device
 from utils.experiment import Experiment

@@ -19,7 +19,8 @@ from tqdm import tqdm
 from data.dataset import to_tensor
 from data.loader import PairBank
 from data.render import Font, RenderSettings, render_char
-from model.checkpoint import available_steps, load_generator
+from model.checkpoint import available_steps
+from model.loading import load_generator
 from model.config import ModelConfig
 from model.inference import generate
 from utils.errors import UserError

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from data.sources import sources_from_text
 from model.inference import generate
 from utils.errors import UserError
 from utils.io import atomic_write_bytes
+from utils.timing import StageTimer
 
 from .build import FontNames, SourceFont, build_font, plan_glyphs, to_woff2, vertical_extent
 from .ufo import build_ufo, write_ufo
@@ -106,6 +106,26 @@ def real_glyphs_from_obj(obj: Path, label: int, chars: list[str], sources: dict[
     return out
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """What export_font.py's flags ask for (see its --help)."""
+    label: int                          # the style
+    source_font: Path                   # the training source font: metrics, advances, glyph boxes
+    out: Path                           # .ttf, .otf, .woff2 or .ufo
+    names: FontNames
+    charset: str = "data"               # CN, CN_T, JP, KR, a text file, or "data" (the training characters)
+    data_dir: Path | None = None        # where split.json is, for charset "data"
+    source_index: int = 0               # face inside a .ttc
+    char_size: int | None = None        # font2img's --char_size (default: the glyph size)
+    width_scale: float = 1.0            # the style's width relative to the source (export.proportions)
+    prefer_real: Path | None = None     # real drawings (pair folder or .obj) used where they exist
+    copy_glyphs_from: Path | None = None  # Latin and punctuation taken unchanged from this font
+    limit: int | None = None            # only the first N characters
+    batch_size: int = 64
+    amp: str = "off"
+    workers: int | None = None          # tracing processes (default: one per CPU core)
+
+
 @dataclass
 class ExportResult:
     path: Path
@@ -116,7 +136,7 @@ class ExportResult:
     empty: list[str]
     verification: Verification
     sfnt: bytes                   # the font as OpenType, whatever the output format: for the specimen
-    seconds: dict[str, float] = field(default_factory=dict)
+    timer: StageTimer = field(default_factory=StageTimer)
 
 
 def trace_all(rasters: dict[str, np.ndarray], boxes: dict, truetype: bool, workers: int) -> dict[str, list]:
@@ -129,74 +149,74 @@ def trace_all(rasters: dict[str, np.ndarray], boxes: dict, truetype: bool, worke
         return dict(tqdm(pool.imap_unordered(trace_job, jobs, chunksize=8), **progress))
 
 
-def export_font(netG, step: int, label: int, source_path: Path, chars_spec: str, out: Path, names: FontNames,
-                device, image_size: int, char_size: int | None = None, batch_size: int = 64, amp: str = "off",
-                workers: int | None = None, data_dir: Path | None = None, prefer_real: Path | None = None,
-                copy_glyphs_from: Path | None = None, limit: int | None = None, src_font_index: int = 0,
-                width_scale: float = 1.0) -> ExportResult:
-    """The whole export; every stage is timed (generation and tracing apart, as bench.py reports them).
-
-    `width_scale` is the style's width relative to the source font (see export.proportions):
-    the source's advances and glyph boxes are scaled horizontally by it."""
-    fmt = check_format(out)
+def export_font(netG, step: int, options: ExportOptions, device, image_size: int) -> ExportResult:
+    """The whole export; every stage is timed (generation and tracing apart, as bench.py reports them)."""
+    fmt = check_format(options.out)
     truetype = fmt != ".otf"
-    char_size = char_size or image_size
-    workers = workers or os.cpu_count() or 1
-    source = SourceFont(source_path, index=src_font_index)
-    chars, lacking = choose_chars(chars_spec, data_dir, source, limit)
+    char_size = options.char_size or image_size
+    source = SourceFont(options.source_font, index=options.source_index)
+    chars, lacking = choose_chars(options.charset, options.data_dir, source, options.limit)
     if not chars:
-        raise UserError(f"--src_font {source_path} has none of the --charset {chars_spec} characters")
-    seconds = {}
-    start = time.perf_counter()
-    settings = RenderSettings(char_size, image_size)
-    rendered = sources_from_text("".join(chars), Font(source_path, char_size, src_font_index, flag="--src_font"), settings)
-    drawn = [name.split("_", 1)[1] for name in rendered.names]
-    src_u8 = dict(zip(drawn, to_uint8(rendered.images)))
-    empty = rendered.skipped                    # in the cmap but without ink (e.g. a blank glyph)
-    real: dict[str, np.ndarray] = {}
-    if prefer_real is not None:
-        if Path(prefer_real).is_dir():
-            real = {c: r for c, r in real_glyphs_from_pairs(Path(prefer_real), label).items() if c in src_u8}
-        elif Path(prefer_real).is_file():
-            real = real_glyphs_from_obj(Path(prefer_real), label, drawn, src_u8)
-        else:
-            raise UserError(f"--prefer_real {prefer_real}: no such folder or .obj file")
+        raise UserError(f"--src_font {options.source_font} has none of the --charset {options.charset} characters")
+    timer = StageTimer()
+    with timer.stage("render_sources"):
+        font = Font(options.source_font, char_size, options.source_index, flag="--src_font")
+        rendered = sources_from_text("".join(chars), font, RenderSettings(char_size, image_size))
+        drawn = [name.split("_", 1)[1] for name in rendered.names]
+        src_u8 = dict(zip(drawn, to_uint8(rendered.images)))
+        real = real_glyphs(options, drawn, src_u8)
     to_generate = [c for c in drawn if c not in real]
-    seconds["render_sources"] = time.perf_counter() - start
-    start = time.perf_counter()
     rasters = dict(real)
-    if to_generate:
-        index = torch.tensor([drawn.index(c) for c in to_generate]) if real else torch.arange(len(drawn))
-        fake = generate(netG, rendered.images[index], torch.full((len(index),), label), batch_size, device, amp,
-                        desc="generate")
-        rasters.update(zip(to_generate, to_uint8(fake)))
-    seconds["generate"] = time.perf_counter() - start
-    start = time.perf_counter()
-    boxes = {c: source.glyph_box(c, char_size, width_scale) for c in rasters}
-    outlines = trace_all(rasters, boxes, truetype, workers)
-    seconds["trace"] = time.perf_counter() - start
-    advances = {c: round(source.advance(c) * width_scale) for c in outlines}
+    with timer.stage("generate"):
+        if to_generate:
+            index = torch.tensor([drawn.index(c) for c in to_generate]) if real else torch.arange(len(drawn))
+            fake = generate(netG, rendered.images[index], torch.full((len(index),), options.label),
+                            options.batch_size, device, options.amp, desc="generate")
+            rasters.update(zip(to_generate, to_uint8(fake)))
+    with timer.stage("trace"):
+        boxes = {c: source.glyph_box(c, char_size, options.width_scale) for c in rasters}
+        outlines = trace_all(rasters, boxes, truetype, options.workers or os.cpu_count() or 1)
+    advances = {c: round(source.advance(c) * options.width_scale) for c in outlines}
+    copied = copy_glyphs(options.copy_glyphs_from, source, outlines, advances)
+    with timer.stage("build"):
+        glyphs = plan_glyphs(outlines, source, advances, options.width_scale)
+        sfnt = build_font(glyphs, source.metrics, options.names, truetype)
+        if fmt == ".ufo":
+            write_ufo(options.out, build_ufo(glyphs, source.metrics, options.names, vertical_extent(sfnt)))
+        else:
+            atomic_write_bytes(options.out, to_woff2(sfnt) if fmt == ".woff2" else sfnt)
+    with timer.stage("verify"):
+        verification = verify_font(options.out, sfnt, rasters, set(glyphs))
+    return ExportResult(options.out, to_generate, sorted(real, key=ord), copied, lacking, rendered.skipped,
+                        verification, sfnt, timer)
+
+
+def real_glyphs(options: ExportOptions, drawn: list[str], src_u8: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """--prefer_real: the style's real drawings of the characters, from font2img's pair folder or an .obj."""
+    where = options.prefer_real
+    if where is None:
+        return {}
+    if where.is_dir():
+        return {c: r for c, r in real_glyphs_from_pairs(where, options.label).items() if c in src_u8}
+    if where.is_file():
+        return real_glyphs_from_obj(where, options.label, drawn, src_u8)
+    raise UserError(f"--prefer_real {where}: no such folder or .obj file")
+
+
+def copy_glyphs(donor_path: Path | None, source: SourceFont, outlines: dict, advances: dict) -> list[str]:
+    """--copy_glyphs_from: add the donor's Latin and punctuation the export lacks (in place); returns them."""
+    if donor_path is None:
+        return []
+    donor = SourceFont(donor_path, "--copy_glyphs_from")
+    scale = source.metrics.units_per_em / donor.metrics.units_per_em
     copied = []
-    if copy_glyphs_from is not None:
-        donor = SourceFont(copy_glyphs_from, "--copy_glyphs_from")
-        for code in sorted(donor.cmap):
-            ch = chr(code)
-            if ch not in outlines and any(lo <= code <= hi for lo, hi in COPY_RANGES):
-                outlines[ch] = donor.outline(ch, source.metrics.units_per_em)
-                advances[ch] = round(donor.advance(ch) * source.metrics.units_per_em / donor.metrics.units_per_em)
-                copied.append(ch)
-    start = time.perf_counter()
-    glyphs = plan_glyphs(outlines, source, advances, width_scale)
-    sfnt = build_font(glyphs, source.metrics, names, truetype)
-    if fmt == ".ufo":
-        write_ufo(out, build_ufo(glyphs, source.metrics, names, vertical_extent(sfnt)))
-    else:
-        atomic_write_bytes(out, to_woff2(sfnt) if fmt == ".woff2" else sfnt)
-    seconds["build"] = time.perf_counter() - start
-    start = time.perf_counter()
-    verification = verify_font(out, sfnt, rasters, set(glyphs))
-    seconds["verify"] = time.perf_counter() - start
-    return ExportResult(out, to_generate, sorted(real, key=ord), copied, lacking, empty, verification, sfnt, seconds)
+    for code in sorted(donor.cmap):
+        ch = chr(code)
+        if ch not in outlines and any(lo <= code <= hi for lo, hi in COPY_RANGES):
+            outlines[ch] = donor.outline(ch, source.metrics.units_per_em)
+            advances[ch] = round(donor.advance(ch) * scale)
+            copied.append(ch)
+    return copied
 
 
 def check_format(out: Path) -> str:

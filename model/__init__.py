@@ -1,8 +1,9 @@
-"""zi2zi networks, spectral-norm switches, losses, configs and checkpoint I/O.
+"""zi2zi networks, spectral-norm switches, losses, configs and checkpoint files.
 
-The training step lives in `training.step`; `from model import Zi2ZiModel` (zi2zi-pytorch's
-class, `training.zi2zi`) still works, loaded on first use so that inference
-(`import model.checkpoint`) does not pull in the training code.
+The training step lives in `training.step` and its complete checkpoints in
+`training.checkpoint`; `from model import Zi2ZiModel` (zi2zi-pytorch's class,
+`training.zi2zi`) still works, loaded on first use so that inference (`import model.loading`)
+does not pull in the training code.
 """
 from .config import ModelConfig, TrainConfig, num_downs_for
 from .losses import BinaryLoss, CategoryLoss
@@ -10,8 +11,16 @@ from .networks import (Discriminator, UNetGenerator, UnetSkipConnectionBlock, bu
                        build_generator, get_norm_layer, init_weights)
 from .spectral import (apply_spectral_norm, fold_spectral_norm, largest_singular_value,
                        uses_spectral_norm)
-from .checkpoint import (CheckpointError, available_steps, export_plain_generator, load_checkpoint,
-                         load_generator, model_config_of, resolve_step, save_checkpoint)
+from .checkpoint import CheckpointError, available_steps, resolve_step
+from .loading import load_generator, model_config_of
+from .plain import export_plain_generator
+
+__all__ = ["ModelConfig", "TrainConfig", "num_downs_for", "BinaryLoss", "CategoryLoss", "Discriminator",
+           "UNetGenerator", "UnetSkipConnectionBlock", "build_discriminator", "build_generator", "get_norm_layer",
+           "init_weights", "apply_spectral_norm", "fold_spectral_norm", "largest_singular_value",
+           "uses_spectral_norm", "CheckpointError", "available_steps", "resolve_step", "load_generator",
+           "model_config_of", "export_plain_generator", "Zi2ZiModel"]
+
 
 def __getattr__(name: str):
     if name == "Zi2ZiModel":  # zi2zi-pytorch's class, over training.step.TrainingStep

@@ -276,7 +276,7 @@ def _listing_worker(rank: int, world: int, store: str, ckpt: str, out: str) -> N
 
 
 def test_every_rank_resumes_the_step_rank_0_chose(tiny_config, tmp_path):
-    from model.checkpoint import save_checkpoint
+    from training.checkpoint import save_checkpoint
     model = TrainingStep(tiny_config(), TrainConfig(), "cpu")
     for step in (2, 4):
         model.step = step

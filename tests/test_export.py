@@ -14,7 +14,7 @@ from PIL import Image, ImageFont
 from data.pairs import font2font
 from data.render import Font, RenderSettings
 from export.build import SPACES, FontNames, SourceFont, looks_monospaced
-from export.pipeline import export_font
+from export.pipeline import ExportOptions, export_font
 from export.specimen import wrap, write_specimen
 from export.trace import GlyphBox, trace_raster
 from model import ModelConfig, build_generator
@@ -71,8 +71,8 @@ def test_exported_font_is_complete_installable_and_matches_its_rasters(suffix, t
     charset = tmp_path / "chars.txt"
     charset.write_text(CHARS[:50], encoding="utf-8")
     names = FontNames("Test Style", "Regular", "Version 1.000; checkpoint step 7")
-    result = export_font(netG, 7, 1, fonts / "NotoSansSC-Subset.otf", str(charset), out, names, "cpu", 64,
-                         prefer_real=real_pairs, workers=2)
+    result = export_font(netG, 7, ExportOptions(1, fonts / "NotoSansSC-Subset.otf", out, names, str(charset),
+                                                prefer_real=real_pairs, workers=2), "cpu", 64)
     assert len(result.real) == 50 and not result.generated   # the designer's drawings win where they exist
     font = TTFont(str(out))
     assert {chr(c) for c in font.getBestCmap()} == set(CHARS[:50]) | set(SPACES)   # exactly the exported characters
@@ -96,13 +96,13 @@ def test_generated_glyphs_fill_in_what_has_no_real_drawing(tiny_generator, real_
     netG, _ = tiny_generator
     charset = tmp_path / "chars.txt"
     charset.write_text(CHARS[40:60] + "\U0002A6A5", encoding="utf-8")   # 10 drawn, 10 not, 1 the font lacks
-    result = export_font(netG, 7, 1, fonts / "NotoSansSC-Subset.otf", str(charset), tmp_path / "f.ttf",
-                         FontNames("T"), "cpu", 64, prefer_real=real_pairs, workers=1)
+    result = export_font(netG, 7, ExportOptions(1, fonts / "NotoSansSC-Subset.otf", tmp_path / "f.ttf", FontNames("T"),
+                                                str(charset), prefer_real=real_pairs, workers=1), "cpu", 64)
     assert sorted(result.real) == sorted(CHARS[40:50]) and sorted(result.generated) == sorted(CHARS[50:60])
-    assert result.lacking == ["\U0002A6A5"] and result.seconds["generate"] > 0 and result.seconds["trace"] > 0
+    assert result.lacking == ["\U0002A6A5"] and result.timer.seconds["generate"] > 0 and result.timer.seconds["trace"] > 0
     with pytest.raises(UserError, match=r"name the font with one of \.ttf \(TrueType\), .* \.ufo"):
-        export_font(netG, 7, 1, fonts / "NotoSansSC-Subset.otf", str(charset), tmp_path / "f.woff", FontNames("T"),
-                    "cpu", 64)
+        export_font(netG, 7, ExportOptions(1, fonts / "NotoSansSC-Subset.otf", tmp_path / "f.woff", FontNames("T"),
+                                           str(charset)), "cpu", 64)
 
 
 def test_real_glyphs_found_in_an_obj_by_their_source(tiny_generator, real_pairs, fonts, tmp_path):
@@ -113,8 +113,9 @@ def test_real_glyphs_found_in_an_obj_by_their_source(tiny_generator, real_pairs,
     netG, _ = tiny_generator
     charset = tmp_path / "chars.txt"
     charset.write_text(CHARS[:50], encoding="utf-8")
-    result = export_font(netG, 7, 1, fonts / "NotoSansSC-Subset.otf", "data", tmp_path / "f.ttf", FontNames("T"),
-                         "cpu", 64, prefer_real=tmp_path / "data" / "train.obj", workers=1, data_dir=tmp_path / "data")
+    result = export_font(netG, 7, ExportOptions(1, fonts / "NotoSansSC-Subset.otf", tmp_path / "f.ttf", FontNames("T"),
+                                                "data", data_dir=tmp_path / "data",
+                                                prefer_real=tmp_path / "data" / "train.obj", workers=1), "cpu", 64)
     assert sorted(result.real) == sorted(CHARS[:50])
 
 
@@ -174,9 +175,9 @@ def exports(tiny_generator, real_pairs, fonts, tmp_path_factory):
     out = {}
     for suffix in (".ttf", ".otf", ".woff2", ".ufo"):
         out[suffix] = folder / f"Style{suffix}"
-        export_font(netG, 7, 1, fonts / "NotoSansSC-Subset.otf", str(charset), out[suffix],
-                    FontNames("Test Style", "Regular", "Version 1.000; checkpoint step 7"), "cpu", 64,
-                    prefer_real=real_pairs, workers=1)
+        names = FontNames("Test Style", "Regular", "Version 1.000; checkpoint step 7")
+        export_font(netG, 7, ExportOptions(1, fonts / "NotoSansSC-Subset.otf", out[suffix], names, str(charset),
+                                           prefer_real=real_pairs, workers=1), "cpu", 64)
     return out
 
 
@@ -330,8 +331,9 @@ def test_a_condensed_style_exports_condensed(tiny_generator, tmp_path):
     fonts_made = {}
     for name, width_scale in (("plain", 1.0), ("condensed", round(scale, 2))):
         out = tmp_path / f"{name}.ttf"
-        export_font(netG, 1, 1, source, str(tmp_path / "chars.txt"), out, FontNames(name), "cpu", 64,
-                    prefer_real=tmp_path / "pairs", workers=1, width_scale=width_scale)
+        export_font(netG, 1, ExportOptions(1, source, out, FontNames(name), str(tmp_path / "chars.txt"),
+                                           prefer_real=tmp_path / "pairs", workers=1, width_scale=width_scale),
+                    "cpu", 64)
         fonts_made[name] = TTFont(str(out))
     for font, expected in ((fonts_made["plain"], 1.0), (fonts_made["condensed"], round(scale, 2))):
         glyph = font.getBestCmap()[ord("一")]

@@ -13,6 +13,8 @@ from model import TrainConfig
 from training.step import TrainingStep
 from model.spectral import spectral_norm_layers
 
+from conftest import DEVICES
+
 SAMPLE = "zi2zi_pytorch_sample.obj"
 
 
@@ -125,21 +127,48 @@ def test_fine_tune_labels_filter_the_bank(reference_dir):
         PairBank.from_obj(reference_dir / SAMPLE, labels={0})
 
 
-@pytest.mark.parametrize("options, tolerance", [(dict(channels_last=True), 1e-4), (dict(amp="bf16"), 5e-2)])
-def test_speed_options_keep_the_losses(options, tolerance, tiny_config, tiny_batches):
-    batches = tiny_batches(2)
-    config = tiny_config(use_dropout=False, sn_generator=True, sn_discriminator=True)
+# Each speed option against the plain fp32 path: same seed, same batches, three steps. GAN losses
+# amplify reordered float arithmetic step by step; these bound three steps. train.py refuses
+# --compile with SN (training.config.check_compile), so compile is compared without SN.
+SPEED_OPTIONS = {
+    "channels_last": (dict(channels_last=True), 1e-2, True),
+    "amp bf16": (dict(amp="bf16"), 5e-2, True),
+    "amp fp16": (dict(amp="fp16"), 5e-2, True),
+    "compile": (dict(compile=True), 1e-2, False),
+}
 
-    def run(**kw):
+
+# fp16 autocast with a GradScaler is the CUDA path (the CPU runs bf16); compile takes minutes on the CPU
+SPEED_CASES = [pytest.param(device, name, marks=[pytest.mark.slow] if name == "compile" else [],
+                            id=f"{device}-{name}")
+               for device in DEVICES for name in SPEED_OPTIONS if not (name == "amp fp16" and device == "cpu")]
+
+
+@pytest.mark.parametrize("device_name, option", SPEED_CASES)
+def test_speed_options_keep_the_losses(device_name, option, tiny_config, tiny_batches):
+    device = torch.device(device_name)
+    options, tolerance, with_sn = SPEED_OPTIONS[option]
+    config = tiny_config(use_dropout=False, sn_generator=with_sn, sn_discriminator=with_sn)
+    batches = tiny_batches(3)
+
+    def losses(**kw):
         torch.manual_seed(0)
-        model = TrainingStep(config, TrainConfig(), "cpu", **kw)
-        return model, [model.train_step(*b) for b in batches]
+        model = TrainingStep(config, TrainConfig(), device, **kw)
+        out, skipped = [], []
+        for i, batch in enumerate(batches):
+            scales = (model.scaler_G.get_scale(), model.scaler_D.get_scale())
+            out.append(model.train_step(*batch))
+            if (model.scaler_G.get_scale(), model.scaler_D.get_scale()) < scales:
+                skipped.append(i)   # fp16's scaler lowers its scale when it skips an update
+        return model, out, skipped
 
-    _, plain = run()
-    model, fast = run(**options)
-    for a, b in zip(plain, fast):
+    _, plain, _ = losses()
+    model, fast, skipped = losses(**options)
+    # after a skipped update the weights differ by design: compare up to the first skip
+    compared = skipped[0] + 1 if skipped else len(batches)
+    for a, b in zip(plain[:compared], fast[:compared]):
         for key in ("d_loss", "g_loss", "l1_loss"):
-            assert b[key] == pytest.approx(a[key], rel=tolerance), key
+            assert b[key] == pytest.approx(a[key], rel=tolerance, abs=1e-3), key
     for _, layer in spectral_norm_layers(model.netG):  # SN's power iteration state stays float32
         assert layer.weight_u.dtype == torch.float32 and torch.isfinite(layer.weight_u).all()
 
@@ -154,17 +183,3 @@ def test_sync_free_blur_matches_the_masked_blur():
     assert torch.allclose(picked, selected, atol=1e-6)
     assert torch.equal(selected[blur_index == -1], pairs[blur_index == -1])
     assert not torch.allclose(selected[1], pairs[1], atol=1e-2)   # a picked sample is blurred
-
-
-def test_benchmark_counts_model_flops_and_knows_gpu_peaks(tiny_config, tiny_batches):
-    import bench
-    assert bench.peak_bf16_tflops("NVIDIA H200") == 989.0 and bench.peak_bf16_tflops("NVIDIA A100-SXM4-80GB") == 312.0
-    assert bench.peak_bf16_tflops("NVIDIA H100 PCIe") == 756.0 and bench.peak_bf16_tflops("Tesla T4") is None
-    flops = {}
-    for ngf in (8, 16):
-        model = TrainingStep(tiny_config(ngf=ngf, ndf=ngf), TrainConfig(), "cpu")
-        model.set_input(*tiny_batches(1)[0])
-        flops[ngf] = bench.flops_per_step(model)
-    # Convolutions dominate and their cost grows with channels squared: doubling widths ~quadruples it.
-    assert 3.0 < flops[16] / flops[8] < 4.5
-    assert bench.count_syncs(lambda: None, torch.device("cpu"), 2) is None

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from data.obj import ObjFormatError, encode_image, read_obj, write_obj
-from model import TrainConfig, load_generator, save_checkpoint
+from model import TrainConfig, load_generator
+from training.checkpoint import save_checkpoint
 from model.checkpoint import CheckpointError, available_steps, checkpoint_files, resolve_step
 from training.step import TrainingStep
 from utils.errors import UserError

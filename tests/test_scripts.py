@@ -114,7 +114,7 @@ def test_train_resume_infer_end_to_end(experiment, run_script):
     plain_G.load_state_dict(torch.load(experiment / "plain" / "6_net_G.pth", weights_only=True))
     plain_D.load_state_dict(torch.load(experiment / "plain" / "6_net_D.pth", weights_only=True))
     from model import load_generator
-    from model.checkpoint import load_weights
+    from model.loading import load_weights
     sn_G, _, _ = load_generator(ckpt, 6)
     sn_D = build_discriminator(cfg).eval()
     load_weights(sn_D, ckpt / "6_net_D.pth", "D")
@@ -300,7 +300,7 @@ def test_gpu_check_rehearsal_passes_on_the_cpu(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     bench = json.loads((tmp_path / "bench_cpu.json").read_text())
     assert bench["batch_size"] == 16 and bench["pipeline"]["small"]["fast_img_per_s"] > 0   # past one epoch
-    assert all(check["ok"] for check in bench["equivalence"])
-    assert " passed" in (tmp_path / "pytest_cpu.log").read_text()
+    assert "scaling_small_sn_d" in bench and "errors" not in bench
+    assert " tests collected" in (tmp_path / "pytest_cpu.log").read_text()   # collected, not run a second time
     assert (tmp_path / "steps.txt").read_text().splitlines() == ["pytest_cpu: exit 0", "bench_cpu: exit 0"]
     assert "torch " in (tmp_path / "versions.txt").read_text() and "CUDA" in (tmp_path / "versions.txt").read_text()

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from model import (CheckpointError, ModelConfig, TrainConfig, build_generator, export_plain_generator,
-                   load_checkpoint, load_generator, save_checkpoint, uses_spectral_norm)
+                   load_generator, uses_spectral_norm)
 from model.checkpoint import available_steps, checkpoint_files, prune_checkpoints, resolve_step
+from training.checkpoint import load_checkpoint, save_checkpoint
 from training.step import NonFiniteLossError, TrainingStep
 from utils.device import resolve_device
 from utils.errors import UserError
@@ -209,7 +210,7 @@ def test_sn_mismatch_says_which_flag(tmp_path, tiny_config):
     plain = TrainingStep(tiny_config(), TrainConfig())
     with pytest.raises(CheckpointError, match="different architecture.*sn_discriminator"):
         load_checkpoint(plain, tmp_path, 0)
-    from model.checkpoint import load_weights
+    from model.loading import load_weights
     with pytest.raises(CheckpointError, match="trained with --sn-discriminator; this run has it off"):
         load_weights(plain.netD, checkpoint_files(tmp_path, 0)["D"], "D")
     sn_G = build_generator(tiny_config(sn_generator=True))
@@ -218,7 +219,7 @@ def test_sn_mismatch_says_which_flag(tmp_path, tiny_config):
 
 
 def test_shape_mismatch_names_the_flag(tmp_path, tiny_config):
-    from model.checkpoint import load_weights
+    from model.loading import load_weights
     model = TrainingStep(tiny_config(embedding_num=4), TrainConfig())
     save_checkpoint(model, tmp_path)
     other = build_generator(tiny_config(embedding_num=6))
@@ -290,7 +291,8 @@ def test_export_folds_spectral_norm(tmp_path, tiny_config):
 
 
 def test_best_pointer_survives_pruning_and_is_dropped_when_stale(tmp_path, tiny_config):
-    from model.checkpoint import CheckpointError, prune_checkpoints, read_best, resolve_step, save_checkpoint
+    from model.checkpoint import CheckpointError, prune_checkpoints, read_best, resolve_step
+    from training.checkpoint import save_checkpoint
     from training.validation import BestCheckpoint
     model = TrainingStep(tiny_config(), TrainConfig(), "cpu")
     with pytest.raises(CheckpointError, match="no checkpoint in"):

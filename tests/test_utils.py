@@ -61,7 +61,7 @@ def test_a_full_disk_inside_torch_save_surfaces_as_the_os_error(tmp_path):
 
 
 def test_a_checkpoint_that_cannot_be_completed_leaves_none_of_its_files(tmp_path, tiny_config, monkeypatch):
-    from model import checkpoint
+    from training import checkpoint
     from training.step import TrainingStep
     model = TrainingStep(tiny_config(), device="cpu")
     model.step = 3

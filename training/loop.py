@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from data.loader import BatchIterator, PairBank, PilBatches, label_balanced
 from data.obj import scan_obj
-from model.checkpoint import available_steps, prune_checkpoints, save_checkpoint
+from model.checkpoint import available_steps, prune_checkpoints
+from .checkpoint import save_checkpoint
 from model.spectral import largest_singular_value
 from utils.errors import UserError, WriteError
 from utils.images import save_sample_grid

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.checkpoint import (CheckpointError, available_steps, checkpoint_files, load_checkpoint,
-                              load_weights, load_weights_growing_labels, model_config_of, read_training_state,
-                              resolve_step)
+from model.checkpoint import CheckpointError, available_steps, checkpoint_files, read_training_state, resolve_step
+from model.loading import load_weights, load_weights_growing_labels, model_config_of
+from .checkpoint import load_checkpoint
 from model.config import ARCH_FLAGS, ModelConfig, expand_norm_flags
 from utils.distributed import SINGLE, Distributed
 from utils.errors import UserError

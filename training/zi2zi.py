@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from model.checkpoint import checkpoint_files, load_weights, save_weights
+from model.checkpoint import checkpoint_files, save_weights
+from model.loading import load_weights
 from model.config import ModelConfig, TrainConfig
 from model.inference import generate
 from utils.device import resolve_device

@@ -143,20 +143,22 @@ def process_device(name: str | None, gpu_ids, ctx: Distributed) -> str | None:
     return f"cuda:{ctx.local_rank}"
 
 
-def start(ctx: Distributed, device: torch.device, timeout_s: float | None = None) -> None:
+def start(ctx: Distributed, device: torch.device, timeout_s: float | None = None, backend: str | None = None) -> None:
     """Join the process group (NCCL on CUDA, gloo on the CPU); nothing for one process.
 
     `timeout_s` (--dist_timeout) bounds how long a collective waits for a rank that
-    stopped answering before it fails.
+    stopped answering before it fails. `backend="gloo"` on CUDA lets several processes
+    share one GPU (bench.py's scaling check on a one-GPU machine); NCCL cannot.
     """
     if not ctx.enabled or dist.is_initialized():
         return
     options = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s else {}
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    if device.type == "cuda" and backend in (None, "nccl"):
         dist.init_process_group("nccl", device_id=device, **options)
     else:
-        dist.init_process_group("gloo", **options)
+        dist.init_process_group(backend or "gloo", **options)
 
 
 def stop(ctx: Distributed) -> None:
