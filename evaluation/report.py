@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from data.loader import label_balanced
 from utils.images import grid_image
 from utils.io import atomic_write_text, save_image
-from utils.logs import plot_training_log
+from .curves import plot_training_log
 
 from . import robustness
 from .comparison import Comparison

@@ -133,6 +133,7 @@ def test_an_unwritable_cache_folder_names_the_flag(obj, tmp_path):
         decoded_cache(obj, blocker / "cache", say=print)
 
 
+@pytest.mark.slow
 def test_a_second_process_waits_for_the_builder_and_builds_nothing(obj):
     folder = cache_folder(obj)
     holder = subprocess.Popen(
@@ -269,6 +270,7 @@ def test_cache_dir_is_for_the_fast_loader_only():
         DeviceConfig(loader="pil", cache_dir="/tmp/x")
 
 
+@pytest.mark.slow
 def test_train_py_keeps_its_cache_in_cache_dir(bundled_font_data, tmp_path, run_script):
     result = run_script("train.py", "--experiment_dir", tmp_path / "exp", "--data_dir", bundled_font_data,
                         "--cache_dir", tmp_path / "decoded", "--embedding_num", 2, "--image_size", 32, "--ngf", 8,

@@ -59,6 +59,7 @@ def _blank_generator_trainer(bundled_font_data, tmp_path, **run):
     return Trainer(model, settings, Experiment.at(tmp_path / "exp", bundled_font_data))
 
 
+@pytest.mark.slow
 def test_a_run_driven_into_collapse_is_reported_in_the_log(bundled_font_data, tmp_path):
     trainer = _blank_generator_trainer(bundled_font_data, tmp_path, max_steps=60, collapse_window=20)
     trainer.run()
@@ -70,6 +71,7 @@ def test_a_run_driven_into_collapse_is_reported_in_the_log(bundled_font_data, tm
     assert last["d_real_prob"] > 0.99 and last["d_fake_prob"] < 0.01 and last["step"] == 60
 
 
+@pytest.mark.slow
 def test_stop_on_collapse_keeps_the_earlier_checkpoints(bundled_font_data, tmp_path):
     from model.checkpoint import available_steps
     from training.loop import RunCollapsed

@@ -7,6 +7,8 @@ from model import TrainConfig
 from training.checkpoint import load_checkpoint, save_checkpoint
 from model.spectral import spectral_norm_layers
 from training.step import TrainingStep
+from utils.device import resolve_device
+from utils.errors import UserError
 
 SAMPLE = "zi2zi_pytorch_sample.obj"
 
@@ -88,3 +90,29 @@ def test_decoders_are_not_forked_after_cuda_starts(monkeypatch):
     assert decoder_context().get_start_method() == "fork"
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     assert decoder_context().get_start_method() == "forkserver"
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(UserError, match="--device"):
+        resolve_device("tpu")
+    with pytest.raises(UserError, match="not both"):
+        resolve_device("cpu", gpu_ids="0")
+    if torch.cuda.is_available():
+        assert resolve_device(None).type == "cuda"
+        assert resolve_device(None, gpu_ids="0") == torch.device("cuda:0")
+    else:
+        assert resolve_device(None).type == "cpu"
+        with pytest.raises(UserError, match="CUDA is not available"):
+            resolve_device("cuda:1")
+
+
+def test_zi2zi_gpu_ids_forms():
+    from utils.device import gpu_ids_to_device
+    for form in ("cuda:0", "0", ["cuda:0"], ["0"], "0,0"):
+        assert gpu_ids_to_device(form) == "cuda:0"
+    assert gpu_ids_to_device(["cuda:2"]) == "cuda:2"
+    with pytest.raises(UserError, match="names 2 GPUs and one process trains on one GPU.*torchrun"):
+        gpu_ids_to_device(["cuda:0", "cuda:1"])
+    with pytest.raises(UserError, match="--gpu_ids expects GPUs such as cuda:0"):
+        gpu_ids_to_device("gpu0")

@@ -83,6 +83,7 @@ def run_processes(tmp_path: Path, obj: Path, config: dict, batch_size: int, worl
     return [torch.load(f"{out}.{rank}", weights_only=False) for rank in range(world)]
 
 
+@pytest.mark.slow
 def test_two_processes_with_half_batches_train_like_one_process(reference_dir, tmp_path):
     """2 processes x batch 4 = 1 process x batch 8, step for step.
 
@@ -114,6 +115,7 @@ def test_two_processes_with_half_batches_train_like_one_process(reference_dir, t
         assert torch.equal(w, ranks[1]["G"][key]), key
 
 
+@pytest.mark.slow
 def test_batchnorm_and_label_flips_train_under_ddp_with_identical_sn_state(reference_dir, tmp_path):
     """zi2zi's defaults (BatchNorm, dropout) with SN on both networks: the generator's two
     forward passes and D's frozen pass in G's step raise no DDP error on any torch (DDP's
@@ -245,6 +247,7 @@ def _sync_worker(rank: int, world: int, store: str, out: str) -> None:
         leave_group()
 
 
+@pytest.mark.slow
 def test_one_collective_averages_takes_rank_0_s_buffers_and_spreads_a_stop(tmp_path):
     """Rank 1 alone got the stop signal: both ranks stop. Means are means; rank 0's buffers
     arrive bit for bit, and a NaN in another rank's copy does not reach them."""
@@ -275,6 +278,7 @@ def _listing_worker(rank: int, world: int, store: str, ckpt: str, out: str) -> N
         leave_group()
 
 
+@pytest.mark.slow
 def test_every_rank_resumes_the_step_rank_0_chose(tiny_config, tmp_path):
     from training.checkpoint import save_checkpoint
     model = TrainingStep(tiny_config(), TrainConfig(), "cpu")
@@ -310,6 +314,7 @@ def _timeout_worker(rank: int, world: int, port: int, out: str) -> None:
     torch.save({"message": result, "waited": time.monotonic() - began}, out)
 
 
+@pytest.mark.slow
 def test_a_collective_gives_up_after_the_timeout_with_one_line(tmp_path):
     out = tmp_path / "result"
     mp.spawn(_timeout_worker, args=(2, _free_port(), str(out)), nprocs=2)

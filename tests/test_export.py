@@ -92,6 +92,7 @@ def test_exported_font_is_complete_installable_and_matches_its_rasters(suffix, t
         assert family.stdout == "Test Style"
 
 
+@pytest.mark.slow
 def test_generated_glyphs_fill_in_what_has_no_real_drawing(tiny_generator, real_pairs, fonts, tmp_path):
     netG, _ = tiny_generator
     charset = tmp_path / "chars.txt"
@@ -105,6 +106,7 @@ def test_generated_glyphs_fill_in_what_has_no_real_drawing(tiny_generator, real_
                                            str(charset)), "cpu", 64)
 
 
+@pytest.mark.slow
 def test_real_glyphs_found_in_an_obj_by_their_source(tiny_generator, real_pairs, fonts, tmp_path):
     from data.packaging import package
     package([real_pairs], tmp_path / "data", split_ratio=0.0)
@@ -181,6 +183,7 @@ def exports(tiny_generator, real_pairs, fonts, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".ttf", ".otf"])
 def test_a_font_has_spaces_vertical_metrics_and_the_tables_checkers_ask_for(suffix, exports, fonts):
     font, source = TTFont(str(exports[suffix])), TTFont(str(fonts / "NotoSansSC-Subset.otf"))

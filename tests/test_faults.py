@@ -2,7 +2,6 @@
 import errno
 import json
 import os
-import pickle
 import re
 import signal
 import subprocess
@@ -15,8 +14,8 @@ from PIL import Image
 
 from data.obj import ObjFormatError, encode_image, read_obj, write_obj
 from model import TrainConfig, load_generator
+from model.checkpoint import available_steps
 from training.checkpoint import save_checkpoint
-from model.checkpoint import CheckpointError, available_steps, checkpoint_files, resolve_step
 from training.step import TrainingStep
 from utils.errors import UserError
 
@@ -44,25 +43,7 @@ def test_unwritable_checkpoint_folder_fails_before_the_first_step(bundled_font_d
     assert trainer.model.step == 0
 
 
-def test_failed_save_keeps_earlier_checkpoints_and_leaves_no_temp_file(bundled_font_data, tmp_path, monkeypatch):
-    exp = tmp_path / "exp"
-    trainer = _trainer(bundled_font_data, exp, max_steps=9, checkpoint_steps=3)
-    real_save = torch.save
-
-    def disk_full_at_step_6(obj, f, *args, **kwargs):
-        if trainer.model.step == 6:
-            f.write(b"partial")
-            raise OSError(28, "No space left on device")
-        return real_save(obj, f, *args, **kwargs)
-    monkeypatch.setattr(torch, "save", disk_full_at_step_6)
-    with pytest.raises(UserError, match=r"could not save checkpoint step 6 in .*\(No space left on device; free space there or write elsewhere\); "
-                                        r"the last good checkpoint is step 3 \(3 steps ago\)"):
-        trainer.run()
-    ckpt = exp / "checkpoint"
-    assert available_steps(ckpt, complete=True) == [3] and not list(ckpt.glob("*.tmp"))
-    load_generator(ckpt, 3)  # still loads
-
-
+@pytest.mark.slow
 def test_the_last_step_is_written_once_and_logs_survive_a_failed_final_save(bundled_font_data, tmp_path,
                                                                           monkeypatch):
     import training.loop
@@ -82,54 +63,6 @@ def test_the_last_step_is_written_once_and_logs_survive_a_failed_final_save(bund
         trainer.run()
     assert (tmp_path / "b" / "logs" / "losses.png").exists()   # the logs were closed and drawn anyway
     assert len((tmp_path / "b" / "logs" / "train.jsonl").read_text().splitlines()) == 1
-
-
-def test_latest_skips_a_damaged_newest_checkpoint(tmp_path, tiny_config, capsys):
-    model = TrainingStep(tiny_config(), TrainConfig())
-    for step in (1, 2):
-        model.step = step
-        save_checkpoint(model, tmp_path)
-    g2 = checkpoint_files(tmp_path, 2)["G"]
-    g2.write_bytes(g2.read_bytes()[:2000])   # a copy cut short
-    assert resolve_step(tmp_path, "latest") == 1
-    assert "skipping checkpoint step 2" in capsys.readouterr().err
-    assert load_generator(tmp_path, "latest")[2] == 1
-    with pytest.raises(CheckpointError) as err:
-        load_generator(tmp_path, 2)
-    assert str(g2) in str(err.value) and "weights_only" not in str(err.value)
-
-
-def test_resume_latest_skips_a_damaged_newest_complete_checkpoint(tmp_path, tiny_config, capsys):
-    from training.config import build_parser
-    from training.start import find_start
-    model = TrainingStep(tiny_config(), TrainConfig())
-    for step in (1, 2):
-        model.step = step
-        save_checkpoint(model, tmp_path)
-    state = checkpoint_files(tmp_path, 2)["state"]
-    state.write_bytes(state.read_bytes()[:500])   # the newest run state cut short
-    flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path), "--resume", "latest"]))
-    start = find_start(flags, tmp_path)
-    assert (start.kind, start.step) == ("resume", 1)
-    assert "skipping checkpoint step 2" in capsys.readouterr().err
-
-
-def test_checkpoint_with_non_tensors_names_file_and_key(tmp_path, tiny_config):
-    from model import build_generator
-    state = build_generator(tiny_config()).state_dict()
-    state["model.down.0.weight"] = [1, 2, 3]
-    torch.save(state, tmp_path / "1_net_G.pth")
-    with pytest.raises(CheckpointError, match=r"1_net_G.pth: key 'model.down.0.weight' holds a list, not a tensor"):
-        load_generator(tmp_path, 1)
-
-
-def test_pickled_code_in_a_state_file_is_refused(tmp_path, tiny_config):
-    from model.checkpoint import read_training_state
-    model = TrainingStep(tiny_config(), TrainConfig())
-    save_checkpoint(model, tmp_path)
-    checkpoint_files(tmp_path, 0)["state"].write_bytes(pickle.dumps(os.getcwd))
-    with pytest.raises(CheckpointError, match="refused because loading them could run code"):
-        read_training_state(tmp_path, 0)
 
 
 def test_label_beyond_any_embedding_is_named_with_its_record(tmp_path):
@@ -215,34 +148,53 @@ def test_kill_9_then_resume_continues_bit_identically(bundled_font_data, tmp_pat
     assert [r["step"] for r in rows if "val_l1" in r] == [4, 8, 12]   # held-out metrics at each checkpoint
 
 
-def test_new_flag_errors_name_the_flag(tmp_path, tiny_config, repo_root):
-    """The one-line errors of the zi2zi-compatibility flags, each checked by its message."""
-    from data.packaging import package
+def test_a_style_name_file_with_a_blank_line_or_missing_is_named(tmp_path):
     from data.styles import read_style_names
-    from training.config import build_parser
-    from training.start import find_start, parse_init_from
-    import font2img
-    import infer
     (tmp_path / "blank.txt").write_text("kai\n\nming\n")
     with pytest.raises(UserError, match="--type_file .*blank.txt: expected one style name per line"):
         read_style_names(tmp_path / "blank.txt", "--type_file")
     with pytest.raises(UserError, match="--type_file .*missing.txt: no such file"):
         read_style_names(tmp_path / "missing.txt", "--type_file")
+
+
+def test_package_wants_dst_json_and_type_file_together_before_packing(tmp_path, repo_root):
+    from data.packaging import package
     with pytest.raises(UserError, match="--dst_json and --type_file go together"):
-        package([repo_root / "tests"], tmp_path / "d", dst_json=tmp_path / "f.json")   # checked before packing
+        package([repo_root / "tests"], tmp_path / "d", dst_json=tmp_path / "f.json")
+    assert not (tmp_path / "d").exists()
+
+
+def test_resume_and_init_from_are_refused_together(tmp_path):
+    from training.config import build_parser
+    from training.start import find_start
     flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path), "--resume", "latest",
                                                    "--init_from", str(tmp_path)]))
     with pytest.raises(UserError, match="give --resume .* or --init_from .*, not both"):
         find_start(flags, tmp_path / "checkpoint")
+
+
+def test_init_from_a_missing_folder_is_named(tmp_path):
+    from training.start import parse_init_from
     with pytest.raises(UserError, match="--init_from .*nowhere: no such folder"):
         parse_init_from(str(tmp_path / "nowhere"))
+
+
+def test_font2img_fonts2imgs_mode_needs_a_font_folder(tmp_path):
+    import font2img
     with pytest.raises(UserError, match="--mode fonts2imgs needs --src_fonts_dir"):
         font2img.main(["--mode", "fonts2imgs", "--dst_imgs", str(tmp_path)])
+
+
+def test_font2img_takes_a_source_font_or_a_folder_not_both(tmp_path):
+    import font2img
     with pytest.raises(UserError, match="give --src_font or --src_fonts_dir, not both"):
         font2img.main(["--src_font", "a.ttf", "--src_fonts_dir", str(tmp_path), "--dst_font", "b.ttf",
                        "--sample_dir", str(tmp_path / "p")])
-    model = TrainingStep(tiny_config(), TrainConfig())
-    save_checkpoint(model, tmp_path / "exp" / "checkpoint")
+
+
+def test_infer_refuses_a_canvas_size_unlike_the_model_s(tmp_path, tiny_config, repo_root):
+    import infer
+    save_checkpoint(TrainingStep(tiny_config(), TrainConfig()), tmp_path / "exp" / "checkpoint")
     with pytest.raises(UserError, match="--canvas_size 64 differs from the checkpoint's image size 32"):
         infer.main(["--experiment_dir", str(tmp_path / "exp"), "--from_txt", "--src_font",
                     str(repo_root / "fonts" / "NotoSansSC-Subset.otf"), "--canvas_size", "64", "--device", "cpu"])
@@ -451,22 +403,56 @@ def test_a_full_disk_under_a_script_s_outputs_keeps_the_earlier_ones(script, arg
     assert _leftovers(disk) == []
 
 
-def test_this_stop_s_new_flags_fail_with_one_line_naming_them(tmp_path):
-    """--beta1/--beta2 out of [0, 1), --width_scale outside 0.25..4, a study folder beside other --run."""
-    from compare import runs_to_compare
+@pytest.mark.parametrize("name", ["beta1", "beta2"])
+def test_adam_betas_outside_0_to_1_are_refused(name):
+    with pytest.raises(UserError, match=rf"^--{name} must be in \[0, 1\); got 1.0$"):
+        TrainConfig(**{name: 1.0})
+
+
+def test_width_scale_outside_its_range_is_refused_and_inside_taken_as_given(tmp_path):
     from export_font import choose_width_scale
-    from model import TrainConfig
-    for name in ("beta1", "beta2"):
-        with pytest.raises(UserError, match=rf"^--{name} must be in \[0, 1\); got 1.0$"):
-            TrainConfig(**{name: 1.0})
     with pytest.raises(UserError, match=r"^--width_scale must be between 0.25 and 4 .*; got 5.0$"):
-        choose_width_scale(5.0, None, 0)
-    assert choose_width_scale(0.8, None, 0) == 0.8
+        choose_width_scale(5.0, tmp_path / "train.obj", 0)
+    assert choose_width_scale(0.8, tmp_path / "train.obj", 0) == 0.8
+
+
+@pytest.fixture
+def study_without_checkpoints(tmp_path):
     study = tmp_path / "study"
     for name in ("A__plain_s1", "A__snD_s1"):
         (study / "runs" / name / "logs").mkdir(parents=True)
         (study / "runs" / name / "logs" / "train.jsonl").write_text('{"step": 1}\n')
+    return study
+
+
+def test_a_study_folder_must_be_the_only_run(study_without_checkpoints, tmp_path):
+    from compare import runs_to_compare
+    study = study_without_checkpoints
     with pytest.raises(UserError, match=rf"^--run {study} is a study folder: give it as the only --run"):
         runs_to_compare([str(study), str(tmp_path)])
+
+
+def test_a_study_needs_two_runs_with_a_checkpoint(study_without_checkpoints):
+    from compare import runs_to_compare
+    study = study_without_checkpoints
     with pytest.raises(UserError, match=rf"^{study}: 0 of its 2 runs have a checkpoint; a comparison needs two$"):
         runs_to_compare([str(study)])
+
+
+def test_failed_save_keeps_earlier_checkpoints_and_leaves_no_temp_file(bundled_font_data, tmp_path, monkeypatch):
+    exp = tmp_path / "exp"
+    trainer = _trainer(bundled_font_data, exp, max_steps=9, checkpoint_steps=3)
+    real_save = torch.save
+
+    def disk_full_at_step_6(obj, f, *args, **kwargs):
+        if trainer.model.step == 6:
+            f.write(b"partial")
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+    monkeypatch.setattr(torch, "save", disk_full_at_step_6)
+    with pytest.raises(UserError, match=r"could not save checkpoint step 6 in .*\(No space left on device; free space there or write elsewhere\); "
+                                        r"the last good checkpoint is step 3 \(3 steps ago\)"):
+        trainer.run()
+    ckpt = exp / "checkpoint"
+    assert available_steps(ckpt, complete=True) == [3] and not list(ckpt.glob("*.tmp"))
+    load_generator(ckpt, 3)  # still loads

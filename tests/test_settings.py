@@ -93,6 +93,7 @@ def test_changed_learning_rate_on_resume_reaches_the_optimiser(tiny_config, tiny
     assert changed.learning_rates == {"lr_G": 0.0005, "lr_D": 0.004}  # a new --lr_D takes effect at once
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_resolved_settings(repo_root, tmp_path):
     result = subprocess.run([sys.executable, str(repo_root / "train.py"), "--experiment_dir", str(tmp_path / "e"),
                              "--dry_run", "--ngf", "16", "--lr", "0.0003"], capture_output=True, text=True,
@@ -104,6 +105,7 @@ def test_dry_run_prints_the_resolved_settings(repo_root, tmp_path):
     assert printed["run_config"]["batch_size"] == 16 and not (tmp_path / "e").exists()  # nothing written
 
 
+@pytest.mark.slow
 def test_inference_does_not_import_the_training_code(repo_root):
     code = ("import sys, infer\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'training'))\n"

@@ -60,23 +60,6 @@ def test_a_full_disk_inside_torch_save_surfaces_as_the_os_error(tmp_path):
         atomic_write(tmp_path / "x.pth", lambda f: (_ for _ in ()).throw(RuntimeError("no OSError here")))
 
 
-def test_a_checkpoint_that_cannot_be_completed_leaves_none_of_its_files(tmp_path, tiny_config, monkeypatch):
-    from training import checkpoint
-    from training.step import TrainingStep
-    model = TrainingStep(tiny_config(), device="cpu")
-    model.step = 3
-    real = checkpoint.atomic_torch_save
-
-    def state_does_not_fit(obj, path):
-        if str(path).endswith("_state.pth"):
-            raise OSError(28, "No space left on device")
-        return real(obj, path)
-    monkeypatch.setattr(checkpoint, "atomic_torch_save", state_does_not_fit)
-    with pytest.raises(OSError):
-        checkpoint.save_checkpoint(model, tmp_path)
-    assert list(tmp_path.iterdir()) == []   # G and D of step 3 went too: all three or none
-
-
 def test_launcher_ends_with_the_failing_rank_s_own_line():
     from types import SimpleNamespace
 
@@ -98,3 +81,31 @@ def test_record_failure_writes_where_torchrun_reads(tmp_path, monkeypatch):
     record_failure("rank 0: could not save checkpoint step 2")
     failure = ProcessFailure(local_rank=0, pid=1, exitcode=2, error_file=str(tmp_path / "error.json"))
     assert failure.message == "rank 0: could not save checkpoint step 2"
+
+
+def test_every_experiment_path_comes_from_one_layout(tmp_path):
+    from utils.experiment import Experiment
+    exp = Experiment.at(tmp_path / "exp")
+    root = tmp_path / "exp"
+    assert (exp.data, exp.checkpoint, exp.sample, exp.logs) == (root / "data", root / "checkpoint", root / "sample",
+                                                                root / "logs")
+    assert (exp.train_obj, exp.val_obj, exp.split_file) == (root / "data" / "train.obj", root / "data" / "val.obj",
+                                                            root / "data" / "split.json")
+    assert (exp.train_log, exp.loss_plot, exp.tensorboard) == (root / "logs" / "train.jsonl",
+                                                               root / "logs" / "losses.png", root / "logs" / "tensorboard")
+    assert (exp.config_file, exp.lock_file) == (root / "config.json", root / "checkpoint" / "train.lock")
+    assert (exp.infer_step(300), exp.font) == (root / "infer" / "300", root / "font")
+    assert exp.output_folders() == [exp.checkpoint, exp.sample, exp.logs]
+
+
+def test_the_folder_flags_move_their_part_of_the_experiment(tmp_path):
+    from argparse import Namespace
+    from utils.experiment import Experiment
+    moved = Experiment.at(tmp_path / "exp", data_dir=tmp_path / "shared", checkpoint_dir=tmp_path / "ckpt")
+    assert (moved.train_obj, moved.lock_file) == (tmp_path / "shared" / "train.obj", tmp_path / "ckpt" / "train.lock")
+    assert moved.sample == tmp_path / "exp" / "sample"
+    # zi2zi's way: only a checkpoint folder; the experiment is the folder around it
+    alone = Experiment.from_args(Namespace(experiment_dir=None, checkpoint_dir=str(tmp_path / "run" / "ckpt")))
+    assert alone.root == tmp_path / "run" and alone.infer == tmp_path / "run" / "infer"
+    with pytest.raises(UserError, match=r"^give --experiment_dir \(or --checkpoint_dir\)"):
+        Experiment.from_args(Namespace(experiment_dir=None))

@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 from PIL import Image
 
@@ -38,6 +39,7 @@ print("fake", tuple(model.fake_B.shape))
 '''
 
 
+@pytest.mark.slow
 def test_a_zi2zi_pytorch_training_script_runs_unchanged(reference_dir, repo_root, tmp_path):
     prelude = (f"OBJ = {str(reference_dir / 'zi2zi_pytorch_sample.obj')!r}\nSAVE_DIR = {str(tmp_path)!r}\n"
                f"SAMPLE_DIR = {str(tmp_path / 'sample')!r}\n")

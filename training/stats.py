@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from utils.experiment import Experiment
-from utils.logs import JsonlLogger, plot_training_log, read_jsonl, truncate_after_step
+from evaluation.curves import plot_training_log
+from utils.logs import JsonlLogger, read_jsonl, truncate_after_step
 
 
 class StatsWindow:

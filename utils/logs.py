@@ -64,29 +64,21 @@ def truncate_after_step(path: str | Path, step: int) -> int:
     return len(rows)
 
 
-def plot_training_log(rows_by_run: dict[str, list[dict]], path: str | Path,
-                      extra_panels: list[tuple[str, str]] = ()) -> Path | None:
-    """Loss, D-probability, grad-norm and SN curves of one or more runs, as one PNG.
-
-    `extra_panels` adds (key, title) panels for further keys found in the rows.
-    """
+def plot_curves(rows_by_run: dict[str, list[dict]], path: str | Path, panels: list[tuple[str, str]],
+                log_scale: tuple[str, ...] = ()) -> Path | None:
+    """One panel per (key, title) found in the rows, one line per run (same colour everywhere), as one PNG;
+    None when no row has any of the keys. Keys in `log_scale` get a logarithmic y axis."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("d_loss", "D loss"), ("g_loss", "G loss"), ("l1_loss", "L1 loss (weighted)"),
-              ("cheat_loss", "G adversarial loss"), ("d_real_prob", "D(real)"), ("d_fake_prob", "D(fake)"),
-              ("g_grad_norm", "G grad norm"), ("d_grad_norm", "D grad norm"),
-              ("sigma_G", "largest sigma(W), G"), ("sigma_D", "largest sigma(W), D"),
-              ("val_l1", "held-out L1"), ("val_ssim", "held-out SSIM"), ("val_ink_iou", "held-out ink IoU"),
-              ("val_diversity_ratio", "held-out diversity (1 = as varied as the real glyphs)"), *extra_panels]
     panels = [p for p in panels if any(p[0] in r for rows in rows_by_run.values() for r in rows)]
     if not panels:
         return None
     cols = 2
     fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(11, 2.6 * -(-len(panels) // cols)),
                              squeeze=False)
-    colors = {name: f"C{i % 10}" for i, name in enumerate(rows_by_run)}  # one colour per run everywhere
+    colors = {name: f"C{i % 10}" for i, name in enumerate(rows_by_run)}
     for ax, (key, title) in zip(axes.flat, panels):
         for name, rows in rows_by_run.items():
             pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
@@ -95,7 +87,7 @@ def plot_training_log(rows_by_run: dict[str, list[dict]], path: str | Path,
                         marker="o" if len(pts) < 20 else None, markersize=3)
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
-        if key in ("g_grad_norm", "d_grad_norm"):
+        if key in log_scale:
             ax.set_yscale("log")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")

@@ -1,0 +1,270 @@
+"""Checkpoints: zi2zi-pytorch's files, complete and atomic saves, exact resume, strict loading that
+names the flag, damaged files skipped or named, best.json and pruning, the SN export."""
+import os
+import pickle
+
+import pytest
+import torch
+
+from model import (CheckpointError, ModelConfig, TrainConfig, build_generator, export_plain_generator,
+                   load_generator, uses_spectral_norm)
+from model.checkpoint import available_steps, checkpoint_files, prune_checkpoints, resolve_step
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.step import TrainingStep
+
+
+def _run(model, batches):
+    return [model.train_step(*b) for b in batches]
+
+
+@pytest.mark.parametrize("sn", [False, True])
+def test_resume_continues_the_same_run(tmp_path, sn, tiny_config, tiny_batches):
+    config = tiny_config(sn_generator=sn, sn_discriminator=sn)
+    train = TrainConfig(flip_labels=True, lr_D=0.002)
+    batches = tiny_batches(4)
+    torch.manual_seed(123)
+    straight = _run(TrainingStep(config, train), batches)
+
+    torch.manual_seed(123)
+    first = TrainingStep(config, train)
+    _run(first, batches[:2])
+    first.epoch = 1
+    first.update_lr()
+    save_checkpoint(first, tmp_path)
+    torch.manual_seed(999)  # a fresh process would start from another RNG state
+    resumed = TrainingStep(config, train)
+    load_checkpoint(resumed, tmp_path, 2)
+    assert resumed.step == 2 and resumed.epoch == 1
+    assert resumed.learning_rates == first.learning_rates
+    # undo the LR change for the comparison with the straight run
+    for opt in (resumed.optimizer_G, resumed.optimizer_D):
+        for group in opt.param_groups:
+            group["lr"] *= 2
+    rest = _run(resumed, batches[2:])
+    for want, got in zip(straight[2:], rest):
+        for key in want:
+            assert got[key] == pytest.approx(want[key], abs=1e-6, rel=1e-6), key
+
+
+def test_checkpoint_files_are_plain_zi2zi_state_dicts(tmp_path, reference_dir):
+    import json
+    model = TrainingStep(ModelConfig(), TrainConfig())
+    model.step = 7
+    files = save_checkpoint(model, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["7_net_D.pth", "7_net_G.pth", "7_state.pth"]
+    layout = json.loads((reference_dir / "zi2zi_pytorch_state_dict_layout.json").read_text())[
+        "input_nc=1,embedding_num=40,embedding_dim=128,ngf=64,ndf=64,image_size=256"]
+    for name in ("G", "D"):
+        sd = torch.load(files[name], weights_only=True)
+        assert {k: list(v.shape) for k, v in sd.items()} == layout[name]
+    state = torch.load(files["state"], weights_only=True)
+    assert state["model_config"] == ModelConfig().to_dict()
+    assert state["step"] == 7 and {"optimizer_G", "optimizer_D", "rng", "train_config"} <= set(state)
+
+
+def test_zi2zi_pytorch_checkpoint_loads_without_config(tmp_path, reference_dir):
+    import shutil
+    shutil.copy(reference_dir / "zi2zi_pytorch_ref_net_G.pth", tmp_path / "5_net_G.pth")
+    shutil.copy(reference_dir / "zi2zi_pytorch_ref_net_D.pth", tmp_path / "5_net_D.pth")
+    G, config, step = load_generator(tmp_path, "latest")
+    assert step == 5
+    assert (config.input_nc, config.ngf, config.ndf, config.embedding_num, config.embedding_dim,
+            config.image_size, config.norm_G, config.norm_D) == (1, 8, 8, 4, 16, 256, "batch", "batch")
+    io = torch.load(reference_dir / "zi2zi_pytorch_ref_io.pth", weights_only=True)
+    with torch.no_grad():
+        fake, _ = G(io["x"].clone(), io["labels"])
+    assert torch.allclose(fake, io["fake_B"], atol=1e-5)
+    with pytest.raises(CheckpointError, match="--input_nc 3 contradicts"):
+        load_generator(tmp_path, 5, input_nc=3)
+
+
+def test_sn_mismatch_says_which_flag(tmp_path, tiny_config):
+    model = TrainingStep(tiny_config(sn_discriminator=True), TrainConfig())
+    save_checkpoint(model, tmp_path)
+    plain = TrainingStep(tiny_config(), TrainConfig())
+    with pytest.raises(CheckpointError, match="different architecture.*sn_discriminator"):
+        load_checkpoint(plain, tmp_path, 0)
+    from model.loading import load_weights
+    with pytest.raises(CheckpointError, match="trained with --sn-discriminator; this run has it off"):
+        load_weights(plain.netD, checkpoint_files(tmp_path, 0)["D"], "D")
+    sn_G = build_generator(tiny_config(sn_generator=True))
+    with pytest.raises(CheckpointError, match="trained without --sn-generator; this run has it on"):
+        load_weights(sn_G, checkpoint_files(tmp_path, 0)["G"], "G")
+
+
+def test_shape_mismatch_names_the_flag(tmp_path, tiny_config):
+    from model.loading import load_weights
+    model = TrainingStep(tiny_config(embedding_num=4), TrainConfig())
+    save_checkpoint(model, tmp_path)
+    other = build_generator(tiny_config(embedding_num=6))
+    with pytest.raises(CheckpointError, match=r"embedder.weight has shape \[4, 16\].*--embedding_num"):
+        load_weights(other, checkpoint_files(tmp_path, 0)["G"], "G")
+    deeper = build_generator(tiny_config(image_size=64))
+    with pytest.raises(CheckpointError, match="--image_size"):
+        load_weights(deeper, checkpoint_files(tmp_path, 0)["G"], "G")
+    batch_G = build_generator(tiny_config())
+    inst = TrainingStep(tiny_config(norm_G="instance", norm_D="instance"), TrainConfig())
+    inst.step = 1
+    save_checkpoint(inst, tmp_path)
+    with pytest.raises(CheckpointError, match="--norm instance or none"):
+        load_weights(batch_G, checkpoint_files(tmp_path, 1)["G"], "G")
+
+
+def test_unreadable_checkpoint_names_the_file(tmp_path):
+    (tmp_path / "3_net_G.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="3_net_G.pth"):
+        load_generator(tmp_path, 3, norm="batch")
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_pickled_code_is_refused(tmp_path):
+    import pickle
+    import os as os_module
+    # weights_only loading refuses a pickle that would call arbitrary functions
+    (tmp_path / "1_net_G.pth").write_bytes(pickle.dumps(os_module.getcwd))
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_generator(tmp_path, 1, norm="batch")
+
+
+def test_resolve_step_and_prune(tmp_path, tiny_config):
+    model = TrainingStep(tiny_config(), TrainConfig())
+    for step in (10, 20, 30):
+        model.step = step
+        save_checkpoint(model, tmp_path)
+    checkpoint_files(tmp_path, 30)["state"].unlink()  # as if interrupted while saving
+    assert resolve_step(tmp_path, "latest") == 30
+    assert resolve_step(tmp_path, "latest", complete=True) == 20
+    with pytest.raises(CheckpointError, match="no checkpoint for step 15"):
+        resolve_step(tmp_path, 15)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        resolve_step(tmp_path / "empty", "latest")
+    assert prune_checkpoints(tmp_path, keep_last=1) == [10, 20]
+    assert available_steps(tmp_path) == [30]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_export_folds_spectral_norm(tmp_path, tiny_config):
+    torch.manual_seed(0)
+    G = build_generator(tiny_config(sn_generator=True))
+    G.train()
+    with torch.no_grad():  # a few power iterations, as in training
+        for _ in range(3):
+            G(torch.randn(2, 1, 32, 32), torch.tensor([0, 1]))
+    G.eval()
+    x, labels = torch.randn(3, 1, 32, 32), torch.tensor([0, 2, 3])
+    with torch.no_grad():
+        before, _ = G(x.clone(), labels)
+    sd = export_plain_generator(G, tmp_path / "plain_G.pth")
+    assert not uses_spectral_norm(sd) and not any(k.endswith(("_u", "_v")) for k in sd)
+    plain = build_generator(tiny_config())
+    plain.load_state_dict(torch.load(tmp_path / "plain_G.pth", weights_only=True))
+    with torch.no_grad():
+        after, _ = plain.eval()(x.clone(), labels)
+    assert torch.allclose(before, after, atol=1e-6)
+    assert uses_spectral_norm(G.state_dict())  # the original is untouched
+
+
+def test_best_pointer_survives_pruning_and_is_dropped_when_stale(tmp_path, tiny_config):
+    from model.checkpoint import CheckpointError, prune_checkpoints, read_best, resolve_step
+    from training.checkpoint import save_checkpoint
+    from training.validation import BestCheckpoint
+    model = TrainingStep(tiny_config(), TrainConfig(), "cpu")
+    with pytest.raises(CheckpointError, match="no checkpoint in"):
+        resolve_step(tmp_path, "best")
+    for step in (2, 4, 6):
+        model.step = step
+        save_checkpoint(model, tmp_path)
+    with pytest.raises(CheckpointError, match="'best' exists for runs trained with --keep_best"):
+        resolve_step(tmp_path, "best")
+    best = BestCheckpoint(tmp_path, "ssim", resumed_step=None)
+    assert best.improves(0.3) and not best.improves(float("nan"))
+    best.record(2, 0.3)
+    assert not best.improves(0.2) and best.improves(0.4)
+    assert prune_checkpoints(tmp_path, 1) == [4] and resolve_step(tmp_path, "best") == 2   # the best is kept
+    assert BestCheckpoint(tmp_path, "ssim", resumed_step=6).value == 0.3          # resumed later: kept
+    assert BestCheckpoint(tmp_path, "l1", resumed_step=6).value is None and read_best(tmp_path) is None  # other metric
+    BestCheckpoint(tmp_path, "l1", resumed_step=6).record(6, 0.1)
+    BestCheckpoint(tmp_path, None, resumed_step=2)   # resumed before the best: that checkpoint will be overwritten
+    assert read_best(tmp_path) is None
+    (tmp_path / "best.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="best.json is damaged"):
+        resolve_step(tmp_path, "best")
+
+
+def test_adam_betas_given_on_resume_take_effect_in_both_optimisers(tmp_path, tiny_config):
+    first = TrainingStep(tiny_config(), TrainConfig())
+    first.step = 3
+    save_checkpoint(first, tmp_path)
+    kept = TrainingStep(tiny_config(), TrainConfig())
+    load_checkpoint(kept, tmp_path, 3)
+    changed = TrainingStep(tiny_config(), TrainConfig(beta1=0.9, beta2=0.99))
+    load_checkpoint(changed, tmp_path, 3)
+    for optimizer in (kept.optimizer_G, kept.optimizer_D):
+        assert all(group["betas"] == (0.5, 0.999) for group in optimizer.param_groups)
+    for optimizer in (changed.optimizer_G, changed.optimizer_D):
+        assert all(group["betas"] == (0.9, 0.99) for group in optimizer.param_groups)
+
+
+def test_latest_skips_a_damaged_newest_checkpoint(tmp_path, tiny_config, capsys):
+    model = TrainingStep(tiny_config(), TrainConfig())
+    for step in (1, 2):
+        model.step = step
+        save_checkpoint(model, tmp_path)
+    g2 = checkpoint_files(tmp_path, 2)["G"]
+    g2.write_bytes(g2.read_bytes()[:2000])   # a copy cut short
+    assert resolve_step(tmp_path, "latest") == 1
+    assert "skipping checkpoint step 2" in capsys.readouterr().err
+    assert load_generator(tmp_path, "latest")[2] == 1
+    with pytest.raises(CheckpointError) as err:
+        load_generator(tmp_path, 2)
+    assert str(g2) in str(err.value) and "weights_only" not in str(err.value)
+
+
+def test_resume_latest_skips_a_damaged_newest_complete_checkpoint(tmp_path, tiny_config, capsys):
+    from training.config import build_parser
+    from training.start import find_start
+    model = TrainingStep(tiny_config(), TrainConfig())
+    for step in (1, 2):
+        model.step = step
+        save_checkpoint(model, tmp_path)
+    state = checkpoint_files(tmp_path, 2)["state"]
+    state.write_bytes(state.read_bytes()[:500])   # the newest run state cut short
+    flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path), "--resume", "latest"]))
+    start = find_start(flags, tmp_path)
+    assert (start.kind, start.step) == ("resume", 1)
+    assert "skipping checkpoint step 2" in capsys.readouterr().err
+
+
+def test_checkpoint_with_non_tensors_names_file_and_key(tmp_path, tiny_config):
+    from model import build_generator
+    state = build_generator(tiny_config()).state_dict()
+    state["model.down.0.weight"] = [1, 2, 3]
+    torch.save(state, tmp_path / "1_net_G.pth")
+    with pytest.raises(CheckpointError, match=r"1_net_G.pth: key 'model.down.0.weight' holds a list, not a tensor"):
+        load_generator(tmp_path, 1)
+
+
+def test_pickled_code_in_a_state_file_is_refused(tmp_path, tiny_config):
+    from model.checkpoint import read_training_state
+    model = TrainingStep(tiny_config(), TrainConfig())
+    save_checkpoint(model, tmp_path)
+    checkpoint_files(tmp_path, 0)["state"].write_bytes(pickle.dumps(os.getcwd))
+    with pytest.raises(CheckpointError, match="refused because loading them could run code"):
+        read_training_state(tmp_path, 0)
+
+
+def test_a_checkpoint_that_cannot_be_completed_leaves_none_of_its_files(tmp_path, tiny_config, monkeypatch):
+    from training import checkpoint
+    from training.step import TrainingStep
+    model = TrainingStep(tiny_config(), device="cpu")
+    model.step = 3
+    real = checkpoint.atomic_torch_save
+
+    def state_does_not_fit(obj, path):
+        if str(path).endswith("_state.pth"):
+            raise OSError(28, "No space left on device")
+        return real(obj, path)
+    monkeypatch.setattr(checkpoint, "atomic_torch_save", state_does_not_fit)
+    with pytest.raises(OSError):
+        checkpoint.save_checkpoint(model, tmp_path)
+    assert list(tmp_path.iterdir()) == []   # G and D of step 3 went too: all three or none
