@@ -21,14 +21,7 @@ else
     SIZE=64; WIDTH=32; STEPS=${DEMO_STEPS:-800}; EXTRA=""
 fi
 SRC=fonts/NotoSansSC-Subset.otf
-label=0
-for target in fonts/NotoSerifSC-Subset.otf fonts/WenKai-Subset.ttf fonts/SmileySans-Subset.ttf; do
-    "$PY" font2img.py --src_font "$SRC" --dst_font "$target" --charset fonts/charset_demo.txt \
-        --label $label --canvas_size $SIZE --char_size $SIZE --sample_count 0 \
-        --sample_dir "$EXP/pairs" --overwrite
-    label=$((label + 1))
-done
-"$PY" package.py --dir "$EXP/pairs" --save_dir "$EXP/data" --split_ratio 0.1 --split_by char
+PY="$PY" bash scripts/bundled_data.sh "$EXP" "$SIZE"
 RESUME=""
 if ls "$EXP"/checkpoint/*_state.pth >/dev/null 2>&1; then RESUME="--resume latest"; fi  # a rerun continues
 "$PY" train.py --experiment_dir "$EXP" --image_size $SIZE --ngf $WIDTH --ndf $WIDTH --embedding_num 3 \

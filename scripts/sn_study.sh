@@ -39,15 +39,7 @@ declare -A RECIPES=(
 ORDER=(plain plain_noD snD snD_noD snGD snGD_noD snGD_ttur)
 
 if [ ! -s "$OUT/data/val.obj" ]; then
-    SRC=fonts/NotoSansSC-Subset.otf
-    label=0
-    for target in fonts/NotoSerifSC-Subset.otf fonts/WenKai-Subset.ttf fonts/SmileySans-Subset.ttf; do
-        "$PY" font2img.py --src_font "$SRC" --dst_font "$target" --charset fonts/charset_demo.txt \
-            --label $label --canvas_size $SIZE --char_size $SIZE --sample_count 0 \
-            --sample_dir "$OUT/pairs" --overwrite
-        label=$((label + 1))
-    done
-    "$PY" package.py --dir "$OUT/pairs" --save_dir "$OUT/data" --split_ratio 0.1 --split_by char
+    PY="$PY" bash scripts/bundled_data.sh "$OUT" "$SIZE"
 fi
 
 runs=()

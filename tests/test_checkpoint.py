@@ -17,6 +17,12 @@ def _run(model, batches):
     return [model.train_step(*b) for b in batches]
 
 
+def _save_steps(model, folder, steps):
+    for step in steps:
+        model.step = step
+        save_checkpoint(model, folder)
+
+
 @pytest.mark.parametrize("sn", [False, True])
 def test_resume_continues_the_same_run(tmp_path, sn, tiny_config, tiny_batches):
     config = tiny_config(sn_generator=sn, sn_discriminator=sn)
@@ -206,10 +212,7 @@ def test_adam_betas_given_on_resume_take_effect_in_both_optimisers(tmp_path, tin
 
 
 def test_latest_skips_a_damaged_newest_checkpoint(tmp_path, tiny_config, capsys):
-    model = TrainingStep(tiny_config(), TrainConfig())
-    for step in (1, 2):
-        model.step = step
-        save_checkpoint(model, tmp_path)
+    _save_steps(TrainingStep(tiny_config(), TrainConfig()), tmp_path, (1, 2))
     g2 = checkpoint_files(tmp_path, 2)["G"]
     g2.write_bytes(g2.read_bytes()[:2000])   # a copy cut short
     assert resolve_step(tmp_path, "latest") == 1
@@ -223,10 +226,7 @@ def test_latest_skips_a_damaged_newest_checkpoint(tmp_path, tiny_config, capsys)
 def test_resume_latest_skips_a_damaged_newest_complete_checkpoint(tmp_path, tiny_config, capsys):
     from training.config import build_parser
     from training.start import find_start
-    model = TrainingStep(tiny_config(), TrainConfig())
-    for step in (1, 2):
-        model.step = step
-        save_checkpoint(model, tmp_path)
+    _save_steps(TrainingStep(tiny_config(), TrainConfig()), tmp_path, (1, 2))
     state = checkpoint_files(tmp_path, 2)["state"]
     state.write_bytes(state.read_bytes()[:500])   # the newest run state cut short
     flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path), "--resume", "latest"]))
