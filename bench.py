@@ -21,7 +21,7 @@ import torch
 
 from benchmarks import sections
 from benchmarks.measure import machine, peak_memory_mb
-from utils.cli import run
+from utils.cli import add_device_flags, run
 from utils.device import resolve_device
 from utils.io import atomic_write_text, check_output_file
 
@@ -31,7 +31,7 @@ SECTIONS = ("train", "pipeline", "inference", "data", "export", "scaling")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    add_device_flags(p, amp_help=None)   # each section chooses its precision and says which
     p.add_argument("--quick", action="store_true", help="small config only, fewer steps")
     p.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections to leave out")
     p.add_argument("--batch_size", type=int, help="training batch (default: 64 on CUDA, 4 on CPU)")

@@ -29,7 +29,7 @@ from evaluation.report import fmt, write_report
 from evaluation.robustness import Study, load_study, study_runs_dir, study_summary
 from model.checkpoint import resolve_step
 from model.loading import model_config_of
-from utils.cli import run
+from utils.cli import add_device_flags, run
 from utils.device import resolve_device
 from utils.errors import UserError
 from utils.io import check_output_dir
@@ -51,7 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    add_device_flags(p, amp_help=None)   # fp32 on purpose: the numbers compare like with like
     return p.parse_args(argv)
 
 

@@ -228,16 +228,16 @@ def test_export_font_from_a_trained_experiment(experiment, tmp_path, run_script)
     exp = tmp_path / "font_exp"
     run_script("train.py", "--experiment_dir", exp, "--data_dir", experiment / "data", "--image_size", 32,
                "--ngf", 8, "--ndf", 8, "--embedding_num", 2, "--batch_size", 4, "--max_steps", 2, "--device", "cpu")
-    out = tmp_path / "style1.ttf"
     result = run_script("export_font.py", "--experiment_dir", exp, "--data_dir", experiment / "data", "--label", 1,
-                        "--src_font", SRC, "--out", out, "--device", "cpu", "--workers", 1, "--specimen", "永和九年")
+                        "--src_font", SRC, "--device", "cpu", "--workers", 1, "--specimen", "永和九年")
+    out = exp / "font" / "style_1.ttf"   # without --out: the experiment's font/ folder
     chars = set(CHARS)   # --charset data: every character of the training data
     from fontTools.ttLib import TTFont
     from export.build import SPACES
     assert {chr(c) for c in TTFont(str(out)).getBestCmap()} == chars | set(SPACES)   # and the spaces
     assert f"{len(chars)} characters ({len(chars)} generated" in result.stdout and "cmap holds exactly" in result.stdout
     assert out.with_suffix(".png").exists() and "specimen:" in result.stdout
-    one_line_error(run_script("export_font.py", "--experiment_dir", exp, "--label", 5, "--src_font", SRC, "--out", out,
+    one_line_error(run_script("export_font.py", "--experiment_dir", exp, "--label", 5, "--src_font", SRC,
                               "--device", "cpu", check=False), "--label 5 is outside the checkpoint's labels 0..1")
 
 

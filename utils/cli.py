@@ -104,12 +104,13 @@ def add_checkpoint_choice(group: argparse._ActionsContainer) -> None:
                                                           "--keep_best) (default: latest)")
 
 
-def add_device_flags(group: argparse._ActionsContainer, amp_help: str = "mixed precision",
+def add_device_flags(group: argparse._ActionsContainer, amp_help: str | None = "mixed precision",
                      gpu_ids_help: str | None = None) -> None:
-    """--device (and zi2zi's --gpu_ids where `gpu_ids_help` is given) and --amp, resolved by
-    `utils.device.resolve_device` / `utils.device.autocast`."""
+    """--device, zi2zi's --gpu_ids where `gpu_ids_help` is given, and --amp unless `amp_help` is None (a
+    script that measures in fp32 on purpose), resolved by `utils.device.resolve_device` / `autocast`."""
     from .device import AMP_CHOICES   # here, so scripts without a model (font2img, package) never import torch
     group.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     if gpu_ids_help:
         group.add_argument("--gpu_ids", nargs="+", help=gpu_ids_help)
-    group.add_argument("--amp", choices=AMP_CHOICES, default="off", help=f"{amp_help} (default: off)")
+    if amp_help:
+        group.add_argument("--amp", choices=AMP_CHOICES, default="off", help=f"{amp_help} (default: off)")
