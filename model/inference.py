@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from utils.device import autocast
+from utils.device import autocast, effective_amp
 
 
 @torch.no_grad()
@@ -21,6 +21,7 @@ def generate(netG: nn.Module, sources: torch.Tensor, labels: torch.Tensor, batch
     "bf16"/"fp16" runs under autocast (bf16 doubles CPU speed where AVX-512 BF16 exists).
     """
     device = torch.device(device) if device is not None else next(netG.parameters()).device
+    amp = effective_amp(device, amp)
     input_nc = _input_channels(netG)
     was_training = netG.training
     netG.eval()

@@ -76,6 +76,19 @@ def test_bf16_falls_back_to_fp16_before_ampere(monkeypatch, capsys):
     assert effective_amp(torch.device("cpu"), "bf16") == "bf16"
 
 
+def test_bf16_on_a_cpu_without_bf16_instructions_says_once_how_slow_it_is(monkeypatch, capsys):
+    from utils import device as device_module
+    monkeypatch.setattr(device_module, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(device_module, "_SAID", set())
+    cpu = torch.device("cpu")
+    assert device_module.effective_amp(cpu, "bf16") == "bf16"   # the flag takes effect, with a warning
+    assert "no bf16 instructions" in capsys.readouterr().out
+    assert device_module.effective_amp(cpu, "bf16") == "bf16" and capsys.readouterr().out == ""   # once
+    monkeypatch.setattr(device_module, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(device_module, "_SAID", set())
+    assert device_module.effective_amp(cpu, "bf16") == "bf16" and capsys.readouterr().out == ""
+
+
 def test_discriminator_input_keeps_the_runs_memory_format(tiny_config, tiny_batches):
     model = TrainingStep(tiny_config(), TrainConfig(), "cpu", channels_last=True)
     seen = []
