@@ -4,7 +4,7 @@
 # recipe (README "Which SN setting?"), render a sentence in every learned style, move
 # between two styles, and export one style as an installable font.
 #   bash scripts/demo.sh            # experiment in experiments/demo
-# On a CPU it trains a small 64 px model (7-16 minutes on 2 cores, less with bf16); with CUDA,
+# On a CPU it trains a small 64 px model (12.5 minutes on 2 cores without bf16 instructions); with CUDA,
 # the full 256 px zi2zi model. DEMO_STEPS overrides the number of training steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
