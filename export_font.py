@@ -71,7 +71,7 @@ def parse_args(argv=None):
 
 
 def style_label(args, embedding_num: int) -> tuple[int, str]:
-    names = read_style_names(args.type_file, "--type_file") if args.type_file else {}
+    names = read_style_names(args.type_file, "--type_file")
     if (args.label is None) == (args.style is None):
         raise UserError("give the style to export as --label N or as --style NAME (with --type_file)")
     if args.style is not None:
@@ -108,9 +108,8 @@ def choose_width_scale(given: float | None, obj: Path, label: int) -> float:
     return scale
 
 
-def output_path(given: str | None, experiment: Experiment, label: int) -> Path:
-    """--out, or style_LABEL.ttf in the experiment's font/ folder; checked before any work is done."""
-    out = Path(given) if given else experiment.font / f"style_{label}.ttf"
+def checked_output(out: Path) -> Path:
+    """The font's path (--out or its default), refused before any work if it cannot be written."""
     if out.suffix.lower() == ".ufo":   # a UFO is a folder, replaced whole
         check_output_dir(out, "--out")
     else:
@@ -122,12 +121,11 @@ def output_path(given: str | None, experiment: Experiment, label: int) -> Path:
 def main(argv=None) -> int:
     args = parse_args(argv)
     experiment = Experiment.from_args(args)
-    if args.out:
-        output_path(args.out, experiment, 0)
+    out = checked_output(Path(args.out)) if args.out else None   # the default needs the label: checked below
     device = resolve_device(args.device)
     netG, config, step = load_generator(experiment.checkpoint, args.resume, device)
     label, style = style_label(args, config.embedding_num)
-    out = output_path(args.out, experiment, label)
+    out = out or checked_output(experiment.font / f"style_{label}.ttf")
     family = args.family or f"zi2zi {style}"
     names = FontNames(family, args.style_name, f"Version 1.000; checkpoint step {step}",
                       f"{style} learned by zi2zi, exported from checkpoint step {step}")

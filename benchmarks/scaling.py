@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from utils import distributed
 from utils.io import atomic_write_text
 
 from .measure import CONFIGS, timed
+
 
 def _scaling_worker(rank: int, world: int, port: int, device_type: str, batch: int, steps: int, warmup: int,
                     amp: str, out: str) -> None:
@@ -52,12 +52,6 @@ def _scaling_worker(rank: int, world: int, port: int, device_type: str, batch: i
         distributed.stop(ctx)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bench_scaling(device: torch.device, processes: int, batch: int, steps: int, warmup: int, amp: str) -> list[dict]:
     """img/s of DDP training at 1 and `processes` processes, the global batch fixed (small config)."""
     import torch.multiprocessing as mp
@@ -65,7 +59,7 @@ def bench_scaling(device: torch.device, processes: int, batch: int, steps: int, 
     with tempfile.TemporaryDirectory() as tmp:
         for world in sorted({1, processes}):
             out = Path(tmp) / f"scaling_{world}.json"
-            args = (world, free_port(), device.type, batch, steps, warmup, amp, str(out))
+            args = (world, distributed.free_port(), device.type, batch, steps, warmup, amp, str(out))
             mp.spawn(_scaling_worker, args=args, nprocs=world)
             results.append(json.loads(out.read_text()))
     return results

@@ -14,6 +14,7 @@ from .measure import (CONFIGS, SN_VARIANTS, bench_data, bench_device_augment, be
                       bench_trace, bench_train, fits_in_memory)
 from .scaling import bench_scaling
 
+
 def section_train(results, names, device, batch, steps, warmup, fast_amp) -> None:
     cuda = device.type == "cuda"
     for name in names:

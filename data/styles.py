@@ -7,12 +7,15 @@ from pathlib import Path
 from utils.errors import UserError
 
 
-def read_style_names(path: str | Path, flag: str) -> dict[int, str]:
-    """label -> style name, from a type file or from font2img's --label_map JSON ({name: label}).
+def read_style_names(path: str | Path | None, flag: str) -> dict[int, str]:
+    """label -> style name, from a type file or from font2img's --label_map JSON ({name: label});
+    no names when `path` is None (the flag was not given).
 
     Both files say the same thing, which style each label is; either serves wherever a
     style is named (infer.py's file names and grids, package.py's relabelling).
     """
+    if path is None:
+        return {}
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

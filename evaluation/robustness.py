@@ -67,7 +67,7 @@ def run_outcome(experiment_dir: Path) -> tuple[str, int | None, str]:
 
 def study_runs_dir(folder: Path) -> Path | None:
     """The folder holding a study's runs (`folder/runs` or `folder` itself), or None if `folder` is one run."""
-    if (folder / "checkpoint").is_dir():
+    if Experiment.at(folder).checkpoint.is_dir():
         return None
     for candidate in (folder / "runs", folder):
         if candidate.is_dir() and any(Experiment.holds_run(child) for child in candidate.iterdir() if child.is_dir()):
@@ -90,6 +90,11 @@ class Study:
     @property
     def recipe_names(self) -> list[str]:
         return list(dict.fromkeys([*self.recipes, *(r.recipe for r in self.runs)]))
+
+    def runs_of(self, recipe: str, setting: str | None = None, seed: int | None = None) -> list[StudyRun]:
+        """The runs of `recipe` (in `setting`, with `seed`, where given)."""
+        return [r for r in self.runs if r.recipe == recipe and (setting is None or r.setting == setting)
+                and (seed is None or r.seed == seed)]
 
 
 def load_study(folder: str | Path) -> Study:
@@ -125,7 +130,7 @@ def recipe_rows(study: Study, results: dict) -> list[dict]:
     over the grid (`results`: run name -> RunResult; runs without a checkpoint have none)."""
     rows = []
     for recipe in study.recipe_names:
-        runs = [r for r in study.runs if r.recipe == recipe]
+        runs = study.runs_of(recipe)
         row = {"recipe": recipe, "runs": len(runs), **{o: sum(r.outcome == o for r in runs) for o in OUTCOMES},
                "unevaluated": sum(r.name not in results for r in runs)}
         for metric in ("ssim", "ink_iou"):
@@ -141,7 +146,7 @@ def cell_means(study: Study, results: dict, metric: str = "ssim") -> dict[tuple[
     cells = {}
     for setting in study.setting_names:
         for recipe in study.recipe_names:
-            runs = [r for r in study.runs if r.setting == setting and r.recipe == recipe]
+            runs = study.runs_of(recipe, setting)
             if not runs:
                 continue
             values = [_metric(results.get(r.name), metric) for r in runs if r.name in results]
@@ -161,9 +166,8 @@ def paired_differences(study: Study, results: dict, metric: str = "ssim", higher
             if recipe == study.baseline:
                 continue
             base, other = [], []
-            for run in (r for r in study.runs if r.setting == setting and r.recipe == recipe):
-                twin = next((r for r in study.runs if r.setting == setting and r.recipe == study.baseline
-                             and r.seed == run.seed), None)
+            for run in study.runs_of(recipe, setting):
+                twin = next(iter(study.runs_of(study.baseline, setting, run.seed)), None)
                 if twin is not None and run.name in results and twin.name in results:
                     base.append(results[twin.name].evaluated.metrics[metric])
                     other.append(results[run.name].evaluated.metrics[metric])

@@ -98,7 +98,7 @@ def load_sources(args, config: ModelConfig, experiment: Experiment) -> Sources:
 
 def render_styles(args, netG, config: ModelConfig, step: int, device, experiment: Experiment) -> Path:
     """The chosen characters in every chosen style, in the --layout's files; returns the folder."""
-    names = read_style_names(args.type_file, "--type_file") if args.type_file else {}
+    names = read_style_names(args.type_file, "--type_file")
     labels = choose_labels(args, config.embedding_num, from_obj=not text_mode(args))
     sources = load_sources(args, config, experiment)
     default = experiment.infer if args.layout == "zi2zi" else experiment.infer_step(step)
@@ -128,7 +128,7 @@ def write_interpolation_files(args, netG, config: ModelConfig, step: int, device
         raise UserError(f"--steps must be >= 2 (both ends); got {args.steps}")
     if not text_mode(args):
         args.from_txt = True   # interpolation renders text: zi2zi's default sentence unless --src_txt is given
-    names = read_style_names(args.type_file, "--type_file") if args.type_file else {}
+    names = read_style_names(args.type_file, "--type_file")
     sources = load_sources(args, config, experiment)
     frames, _ = interpolate(netG, sources.images, chain, args.steps, args.batch_size, device, args.amp)
     save_dir = Path(args.save_dir) if args.save_dir else experiment.infer

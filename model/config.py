@@ -150,7 +150,7 @@ class ModelConfig:
 # choice), plus --norm for both networks and zi2zi's --inst_norm, which expand_norm_flags turns
 # into norm_G / norm_D. train.py offers them all; infer.py those of the generator.
 _ARCH_HELP = {
-    "norm": "norm layers of both networks (default: batch, as zi2zi)",
+    "norm": "norm layers of both networks",
     "inst_norm": "zi2zi's name for --norm instance",
     "image_size": "glyph side in pixels, a power of two >= 32",
     "input_nc": "image channels: 1 grayscale, 3 RGB",
@@ -174,16 +174,16 @@ def add_architecture_flags(group: argparse._ActionsContainer, names: tuple[str, 
                            show_defaults: bool = True) -> None:
     """The architecture flags `names`, each defaulting to None ("not given": the checkpoint decides)."""
     for name in names:
-        if name == "norm":
-            group.add_argument("--norm", choices=NORMS, help=_ARCH_HELP[name])
+        if name == "norm":   # not a field: it sets norm_G and norm_D, whose defaults are zi2zi's batch
+            shown = " (default: batch, as zi2zi)" if show_defaults else ""
+            group.add_argument("--norm", choices=NORMS, help=_ARCH_HELP[name] + shown)
         elif name == "inst_norm":
             group.add_argument("--inst_norm", action="store_true", help=_ARCH_HELP[name])
         else:
             extra = {"choices": NORMS} if name in ("norm_G", "norm_D") else \
                 {"choices": [1, 3]} if name == "input_nc" else {}
-            help_text = _ARCH_HELP[name] if show_defaults else _ARCH_HELP[name].split(" (default")[0]
             aliases = (flag_name(name), "--" + name) if name.startswith("sn_") else ()
-            add_config_flag(group, ModelConfig, name, help_text, *aliases, show_default=show_defaults, **extra)
+            add_config_flag(group, ModelConfig, name, _ARCH_HELP[name], *aliases, show_default=show_defaults, **extra)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from .loading import load_weights, model_config_of
 from .networks import build_discriminator
 from .spectral import fold_spectral_norm
 
+
 def export_plain_generator(net: nn.Module, path: str | Path) -> dict:  # G or D
     """Save `net` with spectral norm folded into plain weights, for zi2zi-pytorch.
 

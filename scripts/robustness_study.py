@@ -27,8 +27,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from evaluation.robustness import STUDY_FILE, run_outcome
+from model.checkpoint import available_steps
 from utils.cli import run
 from utils.errors import UserError
+from utils.experiment import Experiment
 from utils.io import atomic_write_text, check_output_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +47,7 @@ SETTINGS = {   # each adds to zi2zi's defaults: --lr 0.001, beta1 0.5, --batch_s
 }
 RECIPES = {"plain": "", "snD": "--sn-discriminator",
            "recommended": "--sn-generator --sn-discriminator --norm_D none"}
-TARGETS = ["NotoSerifSC-Subset.otf", "WenKai-Subset.ttf", "SmileySans-Subset.ttf"]
-SOURCE = "NotoSansSC-Subset.otf"
+STYLES = 3   # the labels of scripts/bundled_data.sh's data: Noto Serif SC, LXGW WenKai, Smiley Sans
 
 
 def parse_args(argv=None):
@@ -85,27 +86,22 @@ def python(script: str, *args, threads: int | None = None) -> subprocess.Complet
 
 def make_data(out: Path, size: int, chars: int) -> Path:
     """Pairs of the bundled fonts at `size`, packaged with 10% of the characters held out (once)."""
-    data = out / "data"
-    if (data / "val.obj").is_file():
+    data = Experiment.at(out).data
+    if Experiment.at(out).val_obj.is_file():
         return data
     charset = ROOT / "fonts" / "charset_demo.txt"
     if chars:
         charset = out / "charset.txt"
         atomic_write_text(charset, (ROOT / "fonts" / "charset_demo.txt").read_text(encoding="utf-8")[:chars])
-    for label, target in enumerate(TARGETS):
-        done = python("font2img.py", "--src_font", ROOT / "fonts" / SOURCE, "--dst_font", ROOT / "fonts" / target,
-                      "--charset", charset, "--label", label, "--canvas_size", size, "--char_size", size,
-                      "--sample_count", 0, "--sample_dir", out / "pairs", "--overwrite")
-        if done.returncode:
-            raise UserError(f"font2img.py failed: {done.stderr.strip().splitlines()[-1]}")
-    done = python("package.py", "--dir", out / "pairs", "--save_dir", data, "--split_ratio", 0.1, "--split_by", "char")
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "bundled_data.sh"), str(out), str(size), str(charset)],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PY": sys.executable})
     if done.returncode:
-        raise UserError(f"package.py failed: {done.stderr.strip().splitlines()[-1]}")
+        raise UserError(f"scripts/bundled_data.sh failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     return data
 
 
 def finished(exp: Path, steps: int) -> bool:
-    return (exp / "checkpoint" / f"{steps}_state.pth").is_file() or run_outcome(exp)[0] == "diverged"
+    return steps in available_steps(Experiment.at(exp).checkpoint, complete=True) or run_outcome(exp)[0] == "diverged"
 
 
 def main(argv=None) -> int:
@@ -137,9 +133,9 @@ def main(argv=None) -> int:
         exp = out / "runs" / f"{setting}__{recipe}_s{seed}"
         if finished(exp, steps):
             return f"{exp.name}: {run_outcome(exp)[0]} (done before)"
-        resume = ["--resume", "latest"] if any((exp / "checkpoint").glob("*_state.pth")) else []
+        resume = ["--resume", "latest"] if available_steps(Experiment.at(exp).checkpoint, complete=True) else []
         done = python("train.py", "--experiment_dir", exp, "--data_dir", data, "--image_size", size, "--ngf", width,
-                      "--ndf", width, "--embedding_num", len(TARGETS), "--batch_size", 16, "--epoch", 100000,
+                      "--ndf", width, "--embedding_num", STYLES, "--batch_size", 16, "--epoch", 100000,
                       "--max_steps", steps, "--random_seed", seed, "--sample_steps", steps,
                       "--checkpoint_steps", max(1, steps // 2), "--log_steps", 5, "--eval_steps", 0,
                       "--device", device, *speed, *resume, *settings[setting].split(), *recipes[recipe].split(),

@@ -365,3 +365,8 @@ def test_rotate_and_blur_flags_take_effect():
     assert _ink_centre(plain)[0] < 32 < _ink_centre(rotated)[0]  # turned 180 degrees
     grey = lambda im: ((np.asarray(im) > 30) & (np.asarray(im) < 225)).sum()
     assert grey(blurred) > 2 * grey(plain)
+
+
+def test_no_style_name_file_means_no_names():
+    from data.styles import read_style_names
+    assert read_style_names(None, "--type_file") == {}

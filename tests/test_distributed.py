@@ -15,7 +15,7 @@ from data.loader import BatchIterator, PairBank, PilBatches
 from model import ModelConfig, TrainConfig
 from model.spectral import spectral_norm_layers
 from training.step import TrainingStep
-from utils.distributed import Distributed, process_device, torchrun_command
+from utils.distributed import Distributed, free_port, process_device, torchrun_command
 from utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,7 +317,7 @@ def _timeout_worker(rank: int, world: int, port: int, out: str) -> None:
 @pytest.mark.slow
 def test_a_collective_gives_up_after_the_timeout_with_one_line(tmp_path):
     out = tmp_path / "result"
-    mp.spawn(_timeout_worker, args=(2, _free_port(), str(out)), nprocs=2)
+    mp.spawn(_timeout_worker, args=(2, free_port(), str(out)), nprocs=2)
     result = torch.load(out)
     assert result["message"].startswith("rank 0 lost contact with the other processes of this job")
     assert "\n" not in result["message"] and "--dist_timeout" in result["message"]
@@ -379,13 +379,6 @@ def _fake_slurm(bin_dir: Path) -> Path:
     return bin_dir
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_slurm_script_saves_before_the_time_limit_requeues_and_resumes(reference_dir, tmp_path):
     """scripts/slurm_train.sbatch as SLURM runs it: SIGUSR1 to the batch shell (--signal=B:USR1@120)."""
@@ -394,7 +387,7 @@ def test_slurm_script_saves_before_the_time_limit_requeues_and_resumes(reference
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_SLURM": str(fake), "PYTHONUNBUFFERED": "1",
            "OMP_NUM_THREADS": "1", "EXPERIMENT": str(exp), "GPUS_PER_NODE": "2", "PYTHON": sys.executable,
            "SLURM_JOB_ID": "4242", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "localhost",
-           "SLURM_SUBMIT_DIR": str(ROOT), "MASTER_PORT": str(_free_port())}
+           "SLURM_SUBMIT_DIR": str(ROOT), "MASTER_PORT": str(free_port())}
     script = ["bash", str(ROOT / "scripts" / "slurm_train.sbatch"), "--epoch", 100000, "--checkpoint_steps", 1000,
               *TRAIN_ARGS]
     batch = subprocess.Popen(list(map(str, script)), cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -412,7 +405,7 @@ def test_slurm_script_saves_before_the_time_limit_requeues_and_resumes(reference
     assert len(steps) == 1 and steps[0] >= logged   # the step in flight when the signal came, at most one on
     assert (fake / "scontrol.log").read_text().split() == ["requeue", "4242"]
     # the requeued job: the same script and arguments, now continuing the experiment
-    env["MASTER_PORT"] = str(_free_port())
+    env["MASTER_PORT"] = str(free_port())
     again = subprocess.run(list(map(str, script[:2] + ["--max_steps", steps[0] + 2] + script[2:])), cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

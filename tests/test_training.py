@@ -107,7 +107,7 @@ def test_generate_is_eval_mode_and_deterministic(tiny_config, tiny_batches):
     assert model.netG.training
 
 
-# ------------------------------------------------------------------ checkpoints
+# ------------------------------------------------------------------ run settings
 
 def test_keep_best_and_eval_flags_are_checked():
     from training.config import RunConfig

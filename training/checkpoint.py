@@ -11,6 +11,7 @@ from utils.io import atomic_torch_save
 
 from .step import TrainingStep
 
+
 def save_checkpoint(model: TrainingStep, ckpt_dir: str | Path, **state_items) -> dict[str, Path]:
     """Save G, D and the training state (plus `state_items`) for `model.step`; returns the paths.
 

@@ -26,7 +26,6 @@ from tqdm import tqdm
 from data.loader import BatchIterator, PairBank, PilBatches, label_balanced
 from data.obj import scan_obj
 from model.checkpoint import available_steps, prune_checkpoints
-from .checkpoint import save_checkpoint
 from model.spectral import largest_singular_value
 from utils.errors import UserError, WriteError
 from utils.images import save_sample_grid
@@ -35,6 +34,7 @@ from utils.experiment import Experiment
 from utils.io import atomic_write_text, describe_write_failure, write_failure
 from utils.rng import seed_everything
 
+from .checkpoint import save_checkpoint
 from .config import Settings
 from .start import Start, apply_start
 from .stats import CollapseWatch, DivergenceGuard, LogWriters, StatsWindow, ink_share, progress_postfix

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.checkpoint import CheckpointError, available_steps, checkpoint_files, read_training_state, resolve_step
-from model.loading import load_weights, load_weights_growing_labels, model_config_of
-from .checkpoint import load_checkpoint
 from model.config import ARCH_FLAGS, ModelConfig, expand_norm_flags
+from model.loading import load_weights, load_weights_growing_labels, model_config_of
 from utils.distributed import SINGLE, Distributed
 from utils.errors import UserError
 from utils.experiment import Experiment
+
+from .checkpoint import load_checkpoint
+
 
 @dataclass
 class Start:
@@ -97,7 +99,7 @@ def parse_init_from(text: str) -> tuple[Path, int]:
     """`DIR[:STEP]`: an experiment folder (its checkpoint/) or a folder of `{step}_net_*.pth` files."""
     head, sep, tail = text.rpartition(":")
     folder, step = (Path(head), tail) if sep and (tail.isdigit() or tail == "latest") else (Path(text), "latest")
-    if (folder / "checkpoint").is_dir():   # an experiment folder
+    if Experiment.at(folder).checkpoint.is_dir():   # an experiment folder
         folder = Experiment.at(folder).checkpoint
     if not folder.is_dir():
         raise UserError(f"--init_from {text}: no such folder")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from utils.experiment import Experiment
 from evaluation.curves import plot_training_log
+from utils.experiment import Experiment
 from utils.logs import JsonlLogger, read_jsonl, truncate_after_step
 
 

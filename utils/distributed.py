@@ -161,6 +161,14 @@ def start(ctx: Distributed, device: torch.device, timeout_s: float | None = None
         dist.init_process_group(backend or "gloo", **options)
 
 
+def free_port() -> int:
+    """A TCP port on this machine nothing listens on now, for a job's MASTER_PORT."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def stop(ctx: Distributed) -> None:
     if ctx.enabled and dist.is_initialized():
         dist.destroy_process_group()

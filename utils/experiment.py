@@ -43,10 +43,11 @@ class Experiment:
         return cls.at(getattr(args, "experiment_dir", None), getattr(args, "data_dir", None),
                       getattr(args, "checkpoint_dir", None))
 
-    @staticmethod
-    def holds_run(folder: Path) -> bool:
+    @classmethod
+    def holds_run(cls, folder: Path) -> bool:
         """Whether `folder` is an experiment of a training run (as opposed to a folder of experiments)."""
-        return (folder / "checkpoint").is_dir() or (folder / "logs").is_dir()
+        layout = cls.at(folder)
+        return layout.checkpoint.is_dir() or layout.logs.is_dir()
 
     # what train.py writes
     @property
