@@ -244,6 +244,7 @@ def test_checkpoint_with_non_tensors_names_file_and_key(tmp_path, tiny_config):
         load_generator(tmp_path, 1)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_code_in_a_state_file_is_refused(tmp_path, tiny_config):
     from model.checkpoint import read_training_state
     model = TrainingStep(tiny_config(), TrainConfig())

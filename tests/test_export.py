@@ -243,6 +243,7 @@ def test_exported_fonts_pass_fontbakery_and_the_browsers_sanitizer(suffix, expor
     assert bad == [], bad
 
 
+@pytest.mark.slow   # shares the slow tests' four traced exports (~25 s of pure-Python tracing)
 def test_the_ufo_holds_the_same_font_and_compiles_back(exports):
     import ufo2ft
     import ufoLib2
