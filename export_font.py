@@ -70,7 +70,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def style_label(args, embedding_num: int) -> tuple[int, str]:
+def style_label(args, config) -> tuple[int, str]:
     names = read_style_names(args.type_file, "--type_file")
     if (args.label is None) == (args.style is None):
         raise UserError("give the style to export as --label N or as --style NAME (with --type_file)")
@@ -82,8 +82,7 @@ def style_label(args, embedding_num: int) -> tuple[int, str]:
             raise UserError(f"--style {args.style!r} is not in {args.type_file}: {', '.join(names.values())}")
     else:
         label = args.label
-    if not 0 <= label < embedding_num:
-        raise UserError(f"--label {label} is outside the checkpoint's labels 0..{embedding_num - 1}")
+    config.check_chosen_labels([label], "--label")
     return label, names.get(label, f"style {label}")
 
 
@@ -124,17 +123,18 @@ def main(argv=None) -> int:
     out = checked_output(Path(args.out)) if args.out else None   # the default needs the label: checked below
     device = resolve_device(args.device)
     netG, config, step = load_generator(experiment.checkpoint, args.resume, device)
-    label, style = style_label(args, config.embedding_num)
+    label, style = style_label(args, config)
     out = out or checked_output(experiment.font / f"style_{label}.ttf")
     family = args.family or f"zi2zi {style}"
     names = FontNames(family, args.style_name, f"Version 1.000; checkpoint step {step}",
                       f"{style} learned by zi2zi, exported from checkpoint step {step}")
-    options = ExportOptions(label, Path(args.src_font), out, names, args.charset, experiment.data,
-                            args.src_font_index, args.char_size,
-                            choose_width_scale(args.width_scale, experiment.train_obj, label),
-                            Path(args.prefer_real) if args.prefer_real else None,
-                            Path(args.copy_glyphs_from) if args.copy_glyphs_from else None, args.limit,
-                            args.batch_size, args.amp, args.workers)
+    options = ExportOptions(label=label, source_font=Path(args.src_font), out=out, names=names,
+                            charset=args.charset, data_dir=experiment.data, source_index=args.src_font_index,
+                            char_size=args.char_size,
+                            width_scale=choose_width_scale(args.width_scale, experiment.train_obj, label),
+                            prefer_real=Path(args.prefer_real) if args.prefer_real else None,
+                            copy_glyphs_from=Path(args.copy_glyphs_from) if args.copy_glyphs_from else None,
+                            limit=args.limit, batch_size=args.batch_size, amp=args.amp, workers=args.workers)
     result = export_font(netG, step, options, device, config.image_size)
     v = result.verification
     print(f"wrote {result.path}: {family} {args.style_name}, {len(v.iou) + len(result.copied)} characters "

@@ -35,7 +35,7 @@ def main(argv=None):
     device = resolve_device(args.device, args.gpu_ids)
     netG, config, step = load_generator(experiment.checkpoint, args.resume, device, **given_architecture(args))
     if args.export_plain:
-        for line in export_plain(experiment.checkpoint, step, netG, args.export_plain):
+        for line in export_plain(experiment.checkpoint, step, netG, config, args.export_plain):
             print(line)
     elif args.interpolate:
         write_interpolation_files(args, netG, config, step, device, experiment)

@@ -68,8 +68,6 @@ def peak_memory_mb(device: torch.device) -> float:
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, for model FLOPs
 # utilisation; the first name fragment found in torch.cuda.get_device_name() wins.
-
-
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
                     "A6000": 155.0, "A10G": 70.0, "A10": 125.0, "L4": 121.0, "4090": 165.0, "3090": 71.0}
 
@@ -189,11 +187,11 @@ def bench_train(configs: dict[str, ModelConfig], device, batch: int, steps: int,
         for name, model in models.items():
             times[name] += timed(model.train_step, device, 1, 0)
     out = {}
+    peak = peak_bf16_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     for name in models:
         step = statistics.median(times[name])
         out[name] = {"step_s": step, "it_per_s": 1 / step, "img_per_s": batch / step,
                      "tflop_per_step": flops[name] / 1e12, "tflop_per_s": flops[name] / step / 1e12}
-        peak = peak_bf16_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
         if peak:
             out[name]["mfu_vs_bf16_peak"] = out[name]["tflop_per_s"] / peak
     out["peak_mem_mb"] = peak_memory_mb(device)

@@ -75,8 +75,10 @@ def section_data(results, device, steps, tmp: Path) -> None:
     data_obj = synthetic_obj(tmp / "data.obj", 512, 256)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the data target is per CPU core
-    results["data_pipeline_1_core"] = d = bench_data(data_obj)
-    torch.set_num_threads(threads)
+    try:
+        results["data_pipeline_1_core"] = d = bench_data(data_obj)
+    finally:   # a failed section must not leave the later ones on one thread
+        torch.set_num_threads(threads)
     print(f"data, one CPU core, 256 px pairs/s: zi2zi PIL path {d['baseline_pil_pairs_per_s']:.0f}; "
           f"uint8 augmented {d['uint8_augmented_pairs_per_s']:.0f}; float model-ready "
           f"{d['float_model_ready_pairs_per_s']:.0f}; host work when the GPU augments "

@@ -165,12 +165,12 @@ def export_font(netG, step: int, options: ExportOptions, device, image_size: int
         drawn = [name.split("_", 1)[1] for name in rendered.names]
         src_u8 = dict(zip(drawn, to_uint8(rendered.images)))
         real = real_glyphs(options, drawn, src_u8)
-    to_generate = [c for c in drawn if c not in real]
+    generate_at = [i for i, c in enumerate(drawn) if c not in real]   # positions in `rendered`
+    to_generate = [drawn[i] for i in generate_at]
     rasters = dict(real)
     with timer.stage("generate"):
         if to_generate:
-            index = torch.tensor([drawn.index(c) for c in to_generate]) if real else torch.arange(len(drawn))
-            fake = generate(netG, rendered.images[index], torch.full((len(index),), options.label),
+            fake = generate(netG, rendered.images[generate_at], torch.full((len(generate_at),), options.label),
                             options.batch_size, device, options.amp, desc="generate")
             rasters.update(zip(to_generate, to_uint8(fake)))
     with timer.stage("trace"):

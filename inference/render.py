@@ -39,13 +39,13 @@ def given_architecture(args) -> dict:
     return {name: getattr(args, name) for name in GENERATOR_FLAGS}
 
 
-def choose_labels(args, embedding_num: int, from_obj: bool) -> list[int] | None:
+def choose_labels(args, config: ModelConfig, from_obj: bool) -> list[int] | None:
     """The styles to render; None means each .obj record in its own style."""
     chosen = [args.label is not None, args.labels is not None, args.run_all_label]
     if sum(chosen) > 1:
         raise UserError("give only one of --label, --labels and --run_all_label")
     if args.run_all_label:
-        return list(range(embedding_num))
+        return list(range(config.embedding_num))
     if args.label is not None:
         labels = [args.label]
     elif args.labels is not None:
@@ -54,10 +54,7 @@ def choose_labels(args, embedding_num: int, from_obj: bool) -> list[int] | None:
         return None
     else:
         labels = [0]  # zi2zi's --label default
-    bad = [label for label in labels if not 0 <= label < embedding_num]
-    if bad:
-        raise UserError(f"style label {bad[0]} is outside 0..{embedding_num - 1}: the checkpoint has "
-                        f"embedding_num={embedding_num}")
+    config.check_chosen_labels(labels, "style label")
     return labels
 
 
@@ -99,7 +96,7 @@ def load_sources(args, config: ModelConfig, experiment: Experiment) -> Sources:
 def render_styles(args, netG, config: ModelConfig, step: int, device, experiment: Experiment) -> Path:
     """The chosen characters in every chosen style, in the --layout's files; returns the folder."""
     names = read_style_names(args.type_file, "--type_file")
-    labels = choose_labels(args, config.embedding_num, from_obj=not text_mode(args))
+    labels = choose_labels(args, config, from_obj=not text_mode(args))
     sources = load_sources(args, config, experiment)
     default = experiment.infer if args.layout == "zi2zi" else experiment.infer_step(step)
     save_dir = Path(args.save_dir) if args.save_dir else default
@@ -121,9 +118,7 @@ def write_interpolation_files(args, netG, config: ModelConfig, step: int, device
     chain = parse_int_list(args.interpolate, "--interpolate")
     if len(chain) < 2:
         raise UserError(f"--interpolate needs at least two labels, e.g. 0,1; got {args.interpolate!r}")
-    bad = [label for label in chain if not 0 <= label < config.embedding_num]
-    if bad:
-        raise UserError(f"--interpolate label {bad[0]} is outside the checkpoint's labels 0..{config.embedding_num - 1}")
+    config.check_chosen_labels(chain, "--interpolate label")
     if args.steps < 2:
         raise UserError(f"--steps must be >= 2 (both ends); got {args.steps}")
     if not text_mode(args):

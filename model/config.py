@@ -135,6 +135,13 @@ class ModelConfig:
                             f"embedding_num={self.embedding_num}; raise --embedding_num above the largest "
                             f"label (new runs) or relabel the data")
 
+    def check_chosen_labels(self, labels, what: str) -> None:
+        """Raise if a style the user asked for (`what`: --label, --interpolate, ...) is not in this checkpoint."""
+        bad = [label for label in labels if not 0 <= label < self.embedding_num]
+        if bad:
+            raise UserError(f"{what} {bad[0]} is outside the checkpoint's labels 0..{self.embedding_num - 1} "
+                            f"(embedding_num={self.embedding_num})")
+
     def check_data(self, source: str, image_size: int, labels) -> None:
         """The one data-vs-model check: glyph size and label range of `source` fit this model."""
         if image_size != self.image_size:

@@ -83,15 +83,11 @@ def load_weights(net: nn.Module, path: str | Path, net_name: str) -> None:
 
 
 # Tensors whose first dimension is the number of style labels.
-
-
 LABEL_ROWS = {"G": ("embedder.weight",), "D": ("catagory.weight", "catagory.bias", "catagory.weight_orig",
                                               "catagory.weight_u")}
 
 
 @torch.no_grad()
-
-
 def load_weights_growing_labels(net: nn.Module, path: str | Path, net_name: str) -> int:
     """Load weights into `net`, which may have more style labels than the checkpoint.
 
@@ -100,6 +96,8 @@ def load_weights_growing_labels(net: nn.Module, path: str | Path, net_name: str)
     the checkpoint had. Any other difference is an error naming the flag.
     """
     state_dict = dict(read_state_dict(path))
+    key = LABEL_ROWS[net_name][0]
+    labels_before = int(state_dict[key].shape[0]) if key in state_dict else -1
     own = net.state_dict()
     grown = {k: v for k, v in state_dict.items() if k in LABEL_ROWS[net_name] and k in own
              and v.shape[0] < own[k].shape[0] and v.shape[1:] == own[k].shape[1:]}
@@ -109,8 +107,7 @@ def load_weights_growing_labels(net: nn.Module, path: str | Path, net_name: str)
         state_dict[key] = padded
     check_state_dict(net, state_dict, net_name, path)
     net.load_state_dict(state_dict)
-    key = LABEL_ROWS[net_name][0]
-    return int(read_state_dict(path)[key].shape[0]) if key in state_dict else -1
+    return labels_before
 
 
 def infer_model_config(g_state: dict, d_state: dict | None = None, **given) -> ModelConfig:

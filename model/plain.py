@@ -9,7 +9,8 @@ from torch import nn
 from utils.io import atomic_torch_save
 
 from .checkpoint import checkpoint_files
-from .loading import load_weights, model_config_of
+from .config import ModelConfig
+from .loading import load_weights
 from .networks import build_discriminator
 from .spectral import fold_spectral_norm
 
@@ -26,9 +27,11 @@ def export_plain_generator(net: nn.Module, path: str | Path) -> dict:  # G or D
     return state_dict
 
 
-def export_plain(ckpt_dir: str | Path, step: int, netG: nn.Module, out_dir: str | Path) -> list[str]:
+def export_plain(ckpt_dir: str | Path, step: int, netG: nn.Module, config: ModelConfig,
+                 out_dir: str | Path) -> list[str]:
     """Write `{step}_net_G.pth` and `{step}_net_D.pth` with SN folded into plain weights to `out_dir`.
 
+    `netG` and `config` are the step's generator and architecture as `load_generator` gave them.
     zi2zi-pytorch's `load_networks(step)` with `save_dir=out_dir` reads both. Returns
     lines saying what was written (and what zi2zi-pytorch can build).
     """
@@ -37,7 +40,6 @@ def export_plain(ckpt_dir: str | Path, step: int, netG: nn.Module, out_dir: str 
     lines = [f"wrote {out['G']}: generator of step {step} as a plain zi2zi-pytorch state dict"]
     d_file = checkpoint_files(ckpt_dir, step)["D"]
     if d_file.exists():
-        config = model_config_of(ckpt_dir, step)
         netD = build_discriminator(config)
         load_weights(netD, d_file, "D")
         export_plain_generator(netD, out["D"])

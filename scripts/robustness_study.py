@@ -86,9 +86,9 @@ def python(script: str, *args, threads: int | None = None) -> subprocess.Complet
 
 def make_data(out: Path, size: int, chars: int) -> Path:
     """Pairs of the bundled fonts at `size`, packaged with 10% of the characters held out (once)."""
-    data = Experiment.at(out).data
-    if Experiment.at(out).val_obj.is_file():
-        return data
+    experiment = Experiment.at(out)
+    if experiment.val_obj.is_file():
+        return experiment.data
     charset = ROOT / "fonts" / "charset_demo.txt"
     if chars:
         charset = out / "charset.txt"
@@ -97,7 +97,7 @@ def make_data(out: Path, size: int, chars: int) -> Path:
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PY": sys.executable})
     if done.returncode:
         raise UserError(f"scripts/bundled_data.sh failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    return data
+    return experiment.data
 
 
 def finished(exp: Path, steps: int) -> bool:

@@ -95,6 +95,7 @@ def test_every_experiment_path_comes_from_one_layout(tmp_path):
                                                                root / "logs" / "losses.png", root / "logs" / "tensorboard")
     assert (exp.config_file, exp.lock_file) == (root / "config.json", root / "checkpoint" / "train.lock")
     assert (exp.infer_step(300), exp.font) == (root / "infer" / "300", root / "font")
+    assert exp.sample_file(100) == root / "sample" / "step_0000100.png"
     assert exp.output_folders() == [exp.checkpoint, exp.sample, exp.logs]
 
 

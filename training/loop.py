@@ -207,7 +207,7 @@ class Trainer:
         """Write the sample grid of this step (rank 0 only); returns the generated glyphs."""
         labels, source, target = self.sample
         fake = self.model.generate(source, labels)
-        save_sample_grid(source, target, fake, self.experiment.sample / f"step_{self.model.step:07d}.png")
+        save_sample_grid(source, target, fake, self.experiment.sample_file(self.model.step))
         self.sampled_step = self.model.step
         return fake
 

@@ -99,8 +99,9 @@ def parse_init_from(text: str) -> tuple[Path, int]:
     """`DIR[:STEP]`: an experiment folder (its checkpoint/) or a folder of `{step}_net_*.pth` files."""
     head, sep, tail = text.rpartition(":")
     folder, step = (Path(head), tail) if sep and (tail.isdigit() or tail == "latest") else (Path(text), "latest")
-    if Experiment.at(folder).checkpoint.is_dir():   # an experiment folder
-        folder = Experiment.at(folder).checkpoint
+    inside = Experiment.at(folder).checkpoint
+    if inside.is_dir():   # an experiment folder
+        folder = inside
     if not folder.is_dir():
         raise UserError(f"--init_from {text}: no such folder")
     return folder, resolve_step(folder, step)

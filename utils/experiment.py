@@ -54,6 +54,9 @@ class Experiment:
     def sample(self) -> Path:
         return self.root / "sample"
 
+    def sample_file(self, step: int) -> Path:
+        return self.sample / f"step_{step:07d}.png"
+
     @property
     def logs(self) -> Path:
         return self.root / "logs"
