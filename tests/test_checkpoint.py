@@ -170,6 +170,27 @@ def test_export_folds_spectral_norm(tmp_path, tiny_config):
     assert uses_spectral_norm(G.state_dict())  # the original is untouched
 
 
+def test_export_plain_of_a_config_less_checkpoint_uses_the_norm_given(tmp_path, tiny_config):
+    """zi2zi-pytorch's files alone (no state file) with instance norm: the architecture the user
+    confirmed with --norm builds the discriminator too, which the weights alone cannot tell."""
+    from model import build_discriminator
+    from model.loading import load_generator
+    from model.plain import export_plain
+    config = tiny_config(norm_G="instance", norm_D="instance")
+    torch.manual_seed(0)
+    files = checkpoint_files(tmp_path, 5)
+    torch.save(build_generator(config).state_dict(), files["G"])
+    torch.save(build_discriminator(config).state_dict(), files["D"])
+    netG, found, step = load_generator(tmp_path, "latest", norm="instance")
+    lines = export_plain(tmp_path, step, netG, found, tmp_path / "plain")
+    plain = tmp_path / "plain"
+    assert found == config
+    assert [line.split(":")[0] for line in lines[:2]] == [f"wrote {plain / '5_net_G.pth'}", f"wrote {plain / '5_net_D.pth'}"]
+    plain_D = build_discriminator(config)
+    plain_D.load_state_dict(torch.load(plain / "5_net_D.pth", weights_only=True))
+    assert all(torch.equal(plain_D.state_dict()[k], v) for k, v in torch.load(files["D"], weights_only=True).items())
+
+
 def test_best_pointer_survives_pruning_and_is_dropped_when_stale(tmp_path, tiny_config):
     from model.checkpoint import CheckpointError, prune_checkpoints, read_best, resolve_step
     from training.checkpoint import save_checkpoint
