@@ -10,9 +10,11 @@ metrics (units per em, ascender, descender, advance widths) come from the source
 --charset: CN (GB2312), CN_T, JP, KR, a text file, or "data": every character of the
 experiment's training data (train and held-out). --prefer_real takes the designer's own
 drawings where they exist (font2img's pair folder, or an .obj). --copy_glyphs_from
-takes Latin and punctuation from a font unchanged. Afterwards the font is read back
-with fontTools, rendered with Pillow, and each glyph is compared with the raster it was
-traced from (ink IoU); a specimen PNG is written beside the font.
+takes Latin and punctuation from a font unchanged. For a zi2zi-pytorch checkpoint (no
+config), infer.py's architecture flags (--norm ...) say what its weights leave open.
+Afterwards the font is read back with fontTools, rendered with Pillow, and each glyph is
+compared with the raster it was traced from (ink IoU); a specimen PNG is written beside
+the font.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from export.build import FontNames
 from export.pipeline import ExportOptions, check_format, export_font
 from export.proportions import style_width_scale
 from export.specimen import DEFAULT_TEXT, write_specimen
+from model.config import GENERATOR_FLAGS, add_architecture_flags, given_architecture
 from model.loading import load_generator
 from utils.cli import add_checkpoint_choice, add_device_flags, add_experiment_flags, run
 from utils.device import resolve_device
@@ -67,6 +70,8 @@ def parse_args(argv=None):
     g.add_argument("--batch_size", type=int, default=64)
     g.add_argument("--workers", type=int, help="tracing processes (default: one per CPU core)")
     add_device_flags(g, "mixed precision for generation")
+    add_architecture_flags(p.add_argument_group("architecture, for checkpoints without a config (zi2zi-pytorch)"),
+                           GENERATOR_FLAGS, show_defaults=False)
     return p.parse_args(argv)
 
 
@@ -122,7 +127,8 @@ def main(argv=None) -> int:
     experiment = Experiment.from_args(args)
     out = checked_output(Path(args.out)) if args.out else None   # the default needs the label: checked below
     device = resolve_device(args.device)
-    netG, config, step = load_generator(experiment.checkpoint, args.resume, device)
+    netG, config, step = load_generator(experiment.checkpoint, args.resume, device,
+                                         **given_architecture(args))
     label, style = style_label(args, config)
     out = out or checked_output(experiment.font / f"style_{label}.ttf")
     family = args.family or f"zi2zi {style}"

@@ -20,7 +20,8 @@ in K steps per leg and writes save_dir/interpolate_A-B.png (one row per step) an
 from __future__ import annotations
 
 from inference.options import build_parser
-from inference.render import check_args, given_architecture, render_styles, write_interpolation_files
+from inference.render import check_args, render_styles, write_interpolation_files
+from model.config import given_architecture
 from model.loading import load_generator
 from model.plain import export_plain
 from utils.cli import run

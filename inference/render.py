@@ -12,7 +12,7 @@ import torch
 from data.render import Font, RenderSettings
 from data.sources import Sources, sources_from_obj, sources_from_text
 from data.styles import read_style_names
-from model.config import GENERATOR_FLAGS, ModelConfig
+from model.config import ModelConfig
 from model.inference import generate, interpolate
 from utils.cli import parse_int_list
 from utils.errors import UserError
@@ -32,11 +32,6 @@ def check_args(args) -> None:
     ignored = [f"--{name}" for name in TRAINING_ONLY if getattr(args, name) is not None]
     if ignored:
         print(f"note: {', '.join(ignored)} only apply to training; infer.py ignores them")
-
-
-def given_architecture(args) -> dict:
-    """The architecture flags given (None = not given), for checkpoints without a config."""
-    return {name: getattr(args, name) for name in GENERATOR_FLAGS}
 
 
 def choose_labels(args, config: ModelConfig, from_obj: bool) -> list[int] | None:

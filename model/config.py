@@ -177,6 +177,11 @@ GENERATOR_FLAGS = ("norm", "inst_norm", "input_nc", "embedding_num", "embedding_
                    "sn_generator")
 
 
+def given_architecture(args, names: tuple[str, ...] = GENERATOR_FLAGS) -> dict:
+    """The architecture flags `names` as parsed (None = not given), for checkpoints without a config."""
+    return {name: getattr(args, name) for name in names}
+
+
 def add_architecture_flags(group: argparse._ActionsContainer, names: tuple[str, ...] = ARCH_FLAGS,
                            show_defaults: bool = True) -> None:
     """The architecture flags `names`, each defaulting to None ("not given": the checkpoint decides)."""

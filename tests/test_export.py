@@ -21,7 +21,6 @@ from model import ModelConfig, build_generator
 from utils.errors import UserError
 
 
-
 def _drawn_by_both(fonts) -> str:
     src, dst = Font(fonts / "NotoSansSC-Subset.otf", 64), Font(fonts / "WenKai-Subset.ttf", 64)
     text = (fonts / "charset_demo.txt").read_text(encoding="utf-8")

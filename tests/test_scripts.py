@@ -241,6 +241,24 @@ def test_export_font_from_a_trained_experiment(experiment, tmp_path, run_script)
                               "--device", "cpu", check=False), "--label 5 is outside the checkpoint's labels 0..1")
 
 
+def test_export_font_of_a_zi2zi_checkpoint_takes_the_norm_its_weights_leave_open(tmp_path, run_script):
+    from model import ModelConfig, build_discriminator, build_generator
+    from model.checkpoint import checkpoint_files
+    config = ModelConfig(image_size=32, ngf=8, ndf=8, embedding_num=2, embedding_dim=16, norm_G="instance",
+                         norm_D="instance")
+    files = checkpoint_files(tmp_path / "exp" / "checkpoint", 3)   # zi2zi-pytorch's files only: no state, no config
+    files["G"].parent.mkdir(parents=True)
+    torch.save(build_generator(config).state_dict(), files["G"])
+    torch.save(build_discriminator(config).state_dict(), files["D"])
+    (tmp_path / "chars.txt").write_text("永和九", encoding="utf-8")
+    export = ("export_font.py", "--experiment_dir", tmp_path / "exp", "--label", 1, "--src_font", SRC, "--charset",
+              tmp_path / "chars.txt", "--width_scale", 1, "--workers", 1, "--specimen", "", "--device", "cpu")
+    one_line_error(run_script(*export, check=False), "pass --norm instance or --norm none")
+    result = run_script(*export, "--norm", "instance")
+    assert "3 characters (3 generated" in result.stdout
+    assert (tmp_path / "exp" / "font" / "style_1.ttf").is_file()
+
+
 def test_bench_writes_its_numbers(tmp_path, run_script):
     out = tmp_path / "bench.json"
     run_script("bench.py", "--device", "cpu", "--quick", "--steps", 1, "--skip", "pipeline", "data", "--out", out)
