@@ -36,7 +36,9 @@ def main(argv=None):
     experiment = Experiment.from_args(args)
     if args.dry_run:
         start = find_start(flags, experiment.checkpoint)
-        print(resolve_settings(flags, start.state, start.model_config).describe())
+        device_config = device_settings(flags)
+        device = resolve_device(device_config.device, device_config.gpu_ids)
+        print(resolve_settings(flags, start.state, start.model_config, device).describe())
         return 0
     check_output_dir(args.experiment_dir, "--experiment_dir")
     if args.checkpoint_dir:
@@ -55,7 +57,7 @@ def main(argv=None):
             lock = HELD_LOCK or (lock_experiment(experiment) if ctx.is_main else None)
             ctx.barrier()   # no process reads or writes before the lock is held
             start = find_start(flags, experiment.checkpoint, ctx, device)   # rank 0 decides, all load it
-            settings = resolve_settings(flags, start.state, start.model_config)
+            settings = resolve_settings(flags, start.state, start.model_config, device)
             experiment = Experiment.at(args.experiment_dir, settings.run.data_dir, args.checkpoint_dir)
             settings.device.check_sync_bn(device, settings.model, ctx.world_size)
             try:
@@ -72,7 +74,7 @@ def train(settings, experiment, start, device, ctx) -> int:
     configure_backends(device, settings.device.deterministic)
     model = TrainingStep(settings.model, settings.train, device, amp=settings.device.amp,
                          channels_last=settings.device.channels_last, compile=settings.device.compile, dist=ctx,
-                         sync_bn=settings.device.sync_bn)
+                         sync_bn=settings.device.sync_bn, fused_adam=settings.device.fused_adam)
     trainer = Trainer(model, settings, experiment, start)
     sn = [n for n, on in (("G", settings.model.sn_generator), ("D", settings.model.sn_discriminator)) if on]
     where = f"{ctx.world_size} processes ({device.type}), {settings.run.batch_size // ctx.world_size} pairs each" \

@@ -81,7 +81,7 @@ def flops_per_step(model: TrainingStep) -> int:
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
     with counter:
-        model.train_step()
+        model.step_on_device()
     return counter.get_total_flops()
 
 
@@ -109,6 +109,7 @@ def fits_in_memory(config: ModelConfig, device: torch.device, batch: int, gib: f
     max_memory_allocated alone misses the CUDA context, cuDNN workspaces and allocator
     slack; capping the allocator and running the steps does not.
     """
+    device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
     total = torch.cuda.get_device_properties(device).total_memory
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(min(1.0, gib * 2 ** 30 / total), device)
@@ -167,33 +168,42 @@ def bench_device_augment(device: torch.device, size: int, batch: int, steps: int
 
 
 def bench_train(configs: dict[str, ModelConfig], device, batch: int, steps: int, warmup: int, amp="off",
-                channels_last=False, compile=False) -> dict:
+                channels_last=False, fused_adam=False, compiled: tuple[str, ...] = ()) -> dict:
     """Training step time of several configs, measured in turns (A, B, C, A, B, C, ...)
-    so that drifting machine speed affects them alike."""
-    models, times, flops = {}, {}, {}
+    so that drifting machine speed affects them alike. The configs named in `compiled` run
+    through torch.compile; their warm-up time (the compiling) is reported as compile_s."""
+    models, times, flops, compile_s = {}, {}, {}, {}
     for name, config in configs.items():
         torch.manual_seed(0)
-        model = TrainingStep(config, TrainConfig(), device, amp=amp, channels_last=channels_last, compile=compile)
+        model = TrainingStep(config, TrainConfig(), device, amp=amp, channels_last=channels_last,
+                             fused_adam=fused_adam, compile=name in compiled)
         labels = torch.randint(0, config.embedding_num, (batch,))
         x = torch.rand(batch, config.input_nc, config.image_size, config.image_size) * 2 - 1
         model.set_input(labels, x, torch.rand_like(x) * 2 - 1)
-        for _ in range(warmup):
-            model.train_step()
+        start = time.perf_counter()
+        timed(model.step_on_device, device, 0, max(warmup, 1) if name in compiled else warmup)
+        if name in compiled:
+            compile_s[name] = time.perf_counter() - start
         models[name], times[name] = model, []
-        flops[name] = flops_per_step(model)
+        # the FLOP counter does not see inside compiled graphs: a compiled config takes its eager twin's count
+        twin = next((flops[n] for n, c in configs.items() if c == config and n in flops), None)
+        flops[name] = twin if name in compiled else flops_per_step(model)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(steps):
         for name, model in models.items():
-            times[name] += timed(model.train_step, device, 1, 0)
+            times[name] += timed(model.step_on_device, device, 1, 0)
     out = {}
     peak = peak_bf16_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     for name in models:
         step = statistics.median(times[name])
-        out[name] = {"step_s": step, "it_per_s": 1 / step, "img_per_s": batch / step,
-                     "tflop_per_step": flops[name] / 1e12, "tflop_per_s": flops[name] / step / 1e12}
-        if peak:
+        out[name] = {"step_s": step, "it_per_s": 1 / step, "img_per_s": batch / step}
+        if flops[name]:
+            out[name].update(tflop_per_step=flops[name] / 1e12, tflop_per_s=flops[name] / step / 1e12)
+        if peak and flops[name]:
             out[name]["mfu_vs_bf16_peak"] = out[name]["tflop_per_s"] / peak
+        if name in compile_s:
+            out[name]["compile_s"] = compile_s[name]
     out["peak_mem_mb"] = peak_memory_mb(device)
     return out
 
@@ -212,10 +222,11 @@ def endless(epoch_batches):
 
 
 def bench_pipeline(config: ModelConfig, obj: Path, device, batch: int, steps: int, warmup: int, fast: bool,
-                   amp: str, channels_last: bool) -> dict:
-    """Whole training steps fed from an .obj: the baseline (zi2zi) path or the fast one."""
+                   amp: str, channels_last: bool, fused_adam: bool = False) -> dict:
+    """Whole training steps fed from an .obj: the baseline (zi2zi) path or the fast one (train.py's loader
+    and step: statistics stay on the device)."""
     torch.manual_seed(0)
-    model = TrainingStep(config, TrainConfig(), device, amp=amp, channels_last=channels_last)
+    model = TrainingStep(config, TrainConfig(), device, amp=amp, channels_last=channels_last, fused_adam=fused_adam)
     if fast:
         batches = BatchIterator(PairBank.from_obj(obj), batch, device, config.input_nc, augment=True, seed=0)
         source = endless(batches.epoch)
@@ -226,7 +237,10 @@ def bench_pipeline(config: ModelConfig, obj: Path, device, batch: int, steps: in
 
     def step():
         labels, real_A, real_B = next(source)
-        model.train_step(labels, real_A, real_B)
+        if fast:
+            model.step_on_device(labels, real_A, real_B, labels_checked=True)
+        else:
+            model.train_step(labels, real_A, real_B)
     times = timed(step, device, steps, warmup)
     return {"img_per_s": batch / statistics.median(times), "syncs_per_step": count_syncs(step, device, 3)}
 

@@ -47,63 +47,80 @@ class _DivideBySigma(torch.autograd.Function):
 
 
 class FP32SpectralNorm(SpectralNorm):
-    """torch's SpectralNorm, computed in float32 under autocast and with a leaner backward.
+    """torch's SpectralNorm as plain tensor operations that torch.compile traces whole.
 
-    Under bf16/fp16 autocast, `torch.mv` would run in half precision and the sigma
-    estimate would drift; the weight it returns is cast down by the layer as usual.
-    The power iteration and sigma are torch's (the same u/v updates); sigma reuses the
-    iteration's last W v instead of computing it again.
+    The forward pre-hook is one power iteration under no_grad that updates the `u`/`v`
+    buffers in place (`copy_`, which dynamo turns into a buffer mutation of the graph),
+    then W / sigma. There is no Python state that varies from step to step, so a
+    compiled network neither breaks its graph at the hook nor recompiles. It runs in
+    float32 under autocast: in bf16/fp16 the sigma estimate would drift; the weight it
+    returns is cast down by the layer as usual. The updates are torch's (the same u, v,
+    the same keys in the state dict); sigma reuses the iteration's last W v.
     """
+
+    def iterate(self, module: nn.Module) -> None:
+        """The power iteration: u and v updated in place, in float32, with no gradient."""
+        weight = getattr(module, self.name + "_orig")
+        u_buffer = getattr(module, self.name + "_u")
+        v_buffer = getattr(module, self.name + "_v")
+        with torch.autocast(device_type=weight.device.type, enabled=False), torch.no_grad():
+            weight_mat = self.reshape_weight_to_matrix(weight)
+            u = u_buffer
+            for _ in range(self.n_power_iterations):
+                v = F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps)
+                u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps)
+            u_buffer.copy_(u)
+            v_buffer.copy_(v)
 
     def compute_weight(self, module: nn.Module, do_power_iteration: bool) -> torch.Tensor:
         weight = getattr(module, self.name + "_orig")
-        u = getattr(module, self.name + "_u")
-        v = getattr(module, self.name + "_v")
+        u, v = getattr(module, self.name + "_u"), getattr(module, self.name + "_v")
         with torch.autocast(device_type=weight.device.type, enabled=False), torch.no_grad():
-            weight_mat = self.reshape_weight_to_matrix(weight)
-            wv = None
             if do_power_iteration:
-                for _ in range(self.n_power_iterations):
-                    v = F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps, out=v)
-                    wv = torch.mv(weight_mat, v)
-                    u = F.normalize(wv, dim=0, eps=self.eps, out=u)
-            if wv is None:
-                wv = torch.mv(weight_mat, v)
-            sigma = torch.dot(u, wv)
-            # the buffers are updated in place by later iterations; backward needs these
-            u, v = u.clone(), v.clone()
+                self.iterate(module)
+                # A call that iterates saves copies: the next call's iteration must not change what
+                # this call's backward reads. Inside a training block (reuse_spectral_norm) nothing
+                # iterates until the next block, so the calls save the buffers themselves (autograd
+                # would refuse a backward whose saved u or v changed since, not compute a wrong one).
+                u, v = u.clone(), v.clone()
+            sigma = torch.dot(u, torch.mv(self.reshape_weight_to_matrix(weight), v))
         return _DivideBySigma.apply(weight, sigma, u, v, self.dim)
 
-    # Run eagerly under torch.compile: the power iteration updates buffers in place,
-    # which traced graphs mishandle.
-    @torch.compiler.disable
     def __call__(self, module: nn.Module, inputs) -> None:
-        cache = module.__dict__.get("_sn_weight_cache")
-        if cache:
-            setattr(module, self.name, cache[0])
-            return
-        weight = self.compute_weight(module, do_power_iteration=module.training)
-        setattr(module, self.name, weight)
-        if cache is not None:
-            cache.append(weight)
+        # One power iteration per training block (see reuse_spectral_norm); a training-mode
+        # forward outside any block iterates on every call, as torch's spectral norm does.
+        iterate = module.training and not module.__dict__.get("_sn_iterated", False)
+        setattr(module, self.name, self.compute_weight(module, do_power_iteration=iterate))
+
+
+@torch.no_grad()
+def power_iteration(layers: list[nn.Module]) -> None:
+    """One power iteration of every SN layer in `layers`, updating u and v in place."""
+    for layer in layers:
+        _sn_hook(layer).iterate(layer)
 
 
 @contextmanager
 def reuse_spectral_norm(layers: list[nn.Module]):
-    """Inside the block, each SN layer computes W / sigma (and its power iteration) once.
+    """Inside the block, each SN layer's power iteration runs once, at its start.
 
     zi2zi calls G twice per forward (the image, then the encoder on the output) and
     D twice per D step; within one such block the parameters are fixed and every call
-    joins one autograd graph, so the normalised weight can be shared instead of
-    recomputed. Outside the block every call recomputes, as plain spectral norm does.
+    joins one autograd graph, so one iteration serves them all, and each call computes
+    W / sigma from the same u and v. The iteration runs here, before the networks, so a
+    compiled network's graph is the same in every call (no per-call Python state).
+    Outside the block, a training-mode forward iterates on every call, as plain spectral
+    norm does; in eval mode no call iterates.
     """
-    for layer in layers:
-        layer.__dict__["_sn_weight_cache"] = []
+    training = [layer for layer in layers if layer.training]
+    power_iteration(training)
+    for layer in training:
+        layer.__dict__["_sn_iterated"] = True
     try:
         yield
     finally:
-        for layer in layers:
-            layer.__dict__.pop("_sn_weight_cache", None)
+        for layer in training:
+            layer.__dict__.pop("_sn_iterated", None)
 
 
 def apply_spectral_norm(net: nn.Module) -> nn.Module:

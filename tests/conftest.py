@@ -111,3 +111,40 @@ def small_disk():
     yield mount
     for path in mounted:
         subprocess.run(["umount", str(path)], check=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_trainer(bundled_font_data):
+    """Factory: a CPU Trainer of the tiny model (batch 8, log every 5 steps, no samples) on the bundled
+    fonts' data, in experiment folder `exp`; keyword arguments set RunConfig fields (`train=` TrainConfig's)."""
+    def make(exp, **run):
+        from model import ModelConfig, TrainConfig
+        from training.config import DeviceConfig, RunConfig, Settings
+        from training.loop import Trainer
+        from training.step import TrainingStep
+        from utils.experiment import Experiment
+        run = {"batch_size": 8, "log_steps": 5, "sample_steps": 1000, **run}
+        settings = Settings(ModelConfig(embedding_num=2, embedding_dim=16, ngf=8, ndf=8, image_size=32),
+                            TrainConfig(**run.pop("train", {})), RunConfig(**run), DeviceConfig(device="cpu"))
+        torch.manual_seed(0)
+        model = TrainingStep(settings.model, settings.train, "cpu")
+        return Trainer(model, settings, Experiment.at(exp, bundled_font_data))
+    return make
+
+
+def wait_for_log_lines(proc, log: Path, lines: int, timeout: float) -> int:
+    """Wait until `log` has `lines` lines while `proc` runs; fails at once, with its output, if `proc` ends
+    first (no polling a dead process until the timeout), and after `timeout` seconds. Returns the count."""
+    import time
+    deadline = time.time() + timeout
+    while True:
+        count = log.read_text().count("\n") if log.exists() else 0
+        if count >= lines:
+            return count
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the process ended (status {proc.returncode}) before {log} had {lines} lines:\n"
+                        f"{out or ''}{err or ''}"[-3000:])
+        if time.time() > deadline:
+            pytest.fail(f"{log} had {count} of {lines} lines after {timeout} s")
+        time.sleep(0.1)

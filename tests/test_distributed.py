@@ -18,6 +18,8 @@ from training.step import TrainingStep
 from utils.distributed import Distributed, free_port, process_device, torchrun_command
 from utils.errors import UserError
 
+from conftest import wait_for_log_lines
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = "zi2zi_pytorch_sample.obj"
 STEPS = 3   # the 24 sample pairs make 3 global batches of 8
@@ -217,9 +219,7 @@ def test_torchrun_trains_stops_on_sigterm_and_resumes_on_one_process(reference_d
     proc = subprocess.Popen([*torchrun, str(ROOT / "train.py"), *map(str, args)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = exp / "logs" / "train.jsonl"
-    deadline = time.time() + 180
-    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
-        time.sleep(0.2)
+    wait_for_log_lines(proc, log, 3, timeout=180)
     logged = log.read_text().count("\n")
     proc.send_signal(signal.SIGTERM)   # as a scheduler preempting the job: torchrun passes it on
     out, err = proc.communicate(timeout=180)
@@ -393,9 +393,7 @@ def test_slurm_script_saves_before_the_time_limit_requeues_and_resumes(reference
     batch = subprocess.Popen(list(map(str, script)), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     log = exp / "logs" / "train.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
-        time.sleep(0.2)
+    wait_for_log_lines(batch, log, 3, timeout=240)
     logged = log.read_text().count("\n")
     batch.send_signal(signal.SIGUSR1)   # what SLURM does 120 s before the limit
     out, err = batch.communicate(timeout=240)

@@ -12,6 +12,7 @@ from data.loader import BatchIterator, PairBank, to_model_input
 from model import TrainConfig
 from training.step import TrainingStep
 from model.spectral import spectral_norm_layers
+from utils.device import speed_defaults
 
 from conftest import DEVICES
 
@@ -128,13 +129,13 @@ def test_fine_tune_labels_filter_the_bank(reference_dir):
 
 
 # Each speed option against the plain fp32 path: same seed, same batches, three steps. GAN losses
-# amplify reordered float arithmetic step by step; these bound three steps. train.py refuses
-# --compile with SN (training.config.check_compile), so compile is compared without SN.
+# amplify reordered float arithmetic step by step; these bound three steps. Every option runs
+# with SN on both networks: its power iteration is part of what compile must trace.
 SPEED_OPTIONS = {
-    "channels_last": (dict(channels_last=True), 1e-2, True),
-    "amp bf16": (dict(amp="bf16"), 5e-2, True),
-    "amp fp16": (dict(amp="fp16"), 5e-2, True),
-    "compile": (dict(compile=True), 1e-2, False),
+    "channels_last": (dict(channels_last=True), 1e-2),
+    "amp bf16": (dict(amp="bf16"), 5e-2),
+    "amp fp16": (dict(amp="fp16"), 1e-1),   # measured on an H200 (torch 2.11): g_loss 8% off within 3 steps
+    "compile": (dict(compile=True), 1e-2),
 }
 
 
@@ -147,8 +148,8 @@ SPEED_CASES = [pytest.param(device, name, marks=[pytest.mark.slow] if name == "c
 @pytest.mark.parametrize("device_name, option", SPEED_CASES)
 def test_speed_options_keep_the_losses(device_name, option, tiny_config, tiny_batches):
     device = torch.device(device_name)
-    options, tolerance, with_sn = SPEED_OPTIONS[option]
-    config = tiny_config(use_dropout=False, sn_generator=with_sn, sn_discriminator=with_sn)
+    options, tolerance = SPEED_OPTIONS[option]
+    config = tiny_config(use_dropout=False, sn_generator=True, sn_discriminator=True)
     batches = tiny_batches(3)
 
     def losses(**kw):
@@ -171,6 +172,46 @@ def test_speed_options_keep_the_losses(device_name, option, tiny_config, tiny_ba
             assert b[key] == pytest.approx(a[key], rel=tolerance, abs=1e-3), key
     for _, layer in spectral_norm_layers(model.netG):  # SN's power iteration state stays float32
         assert layer.weight_u.dtype == torch.float32 and torch.isfinite(layer.weight_u).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device_name", DEVICES)
+def test_compiled_spectral_norm_traces_whole_and_compiles_once(device_name, tiny_config, tiny_batches):
+    """SN's power iteration is plain tensor code: no graph break, and the graphs compiled in the first
+    step (G, G's encoder, D with and without gradients) serve every later step, D's requires_grad
+    switching on and off included, at the device's default speed settings. Compiled and eager losses
+    agree over four steps: to 1e-4 (relative) in fp32 on the CPU (measured: 1e-7), to 5e-2 in bf16."""
+    from torch._dynamo.utils import counters
+    import torch._dynamo
+    device = torch.device(device_name)
+    speed = speed_defaults(device)   # on a GPU with bf16: bf16 + channels_last, what train.py runs there
+    tolerance = 1e-4 if speed["amp"] == "off" else 5e-2
+    config = tiny_config(use_dropout=False, sn_generator=True, sn_discriminator=True)
+    batches = tiny_batches(4)
+
+    def losses(compile):
+        torch.manual_seed(0)
+        model = TrainingStep(config, TrainConfig(), device, compile=compile, **speed)
+        out, graphs = [], []
+        for batch in batches:
+            out.append(model.train_step(*batch))
+            graphs.append(counters["stats"]["unique_graphs"])
+        return model, out, graphs
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager_model, eager, _ = losses(False)
+    compiled_model, compiled, graphs = losses(True)
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert graphs[0] > 0 and graphs[1:] == [graphs[0]] * (len(batches) - 1), graphs   # nothing recompiled
+    for a, b in zip(eager, compiled):
+        for key in ("d_loss", "g_loss", "l1_loss"):
+            assert b[key] == pytest.approx(a[key], rel=tolerance, abs=1e-5), key
+    compiled_state = compiled_model.netD.state_dict()
+    for name, a in eager_model.netD.state_dict().items():   # SN's state alike: weight_orig, weight_u, weight_v
+        if name.endswith(("weight_orig", "weight_u", "weight_v")):
+            b = compiled_state[name]
+            assert (a - b).norm() <= 10 * tolerance * a.norm(), name
 
 
 def test_sync_free_blur_matches_the_masked_blur():

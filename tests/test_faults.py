@@ -19,46 +19,35 @@ from training.checkpoint import save_checkpoint
 from training.step import TrainingStep
 from utils.errors import UserError
 
-
-def _trainer(bundled_font_data, exp, **run):
-    from model import ModelConfig
-    from training.config import DeviceConfig, RunConfig, Settings
-    from training.loop import Trainer
-    from utils.experiment import Experiment
-    settings = Settings(ModelConfig(embedding_num=2, embedding_dim=16, ngf=8, ndf=8, image_size=32),
-                        TrainConfig(**run.pop("train", {})),
-                        RunConfig(batch_size=8, log_steps=5, sample_steps=1000, **run), DeviceConfig(device="cpu"))
-    torch.manual_seed(0)
-    model = TrainingStep(settings.model, settings.train, "cpu")
-    return Trainer(model, settings, Experiment.at(exp, bundled_font_data))
+from conftest import wait_for_log_lines
 
 
-def test_unwritable_checkpoint_folder_fails_before_the_first_step(bundled_font_data, tmp_path):
+def test_unwritable_checkpoint_folder_fails_before_the_first_step(tiny_trainer, tmp_path):
     exp = tmp_path / "exp"
     exp.mkdir()
     (exp / "checkpoint").write_text("a file where the folder should be")
-    trainer = _trainer(bundled_font_data, exp, max_steps=5)
+    trainer = tiny_trainer(exp, max_steps=5)
     with pytest.raises(UserError, match=r"cannot write to .*checkpoint"):
         trainer.run()
     assert trainer.model.step == 0
 
 
 @pytest.mark.slow
-def test_the_last_step_is_written_once_and_logs_survive_a_failed_final_save(bundled_font_data, tmp_path,
+def test_the_last_step_is_written_once_and_logs_survive_a_failed_final_save(tiny_trainer, tmp_path,
                                                                           monkeypatch):
     import training.loop
     saved = []
     real = training.loop.save_checkpoint
     monkeypatch.setattr(training.loop, "save_checkpoint",
                         lambda model, *a, **k: (saved.append(model.step), real(model, *a, **k))[1])
-    trainer = _trainer(bundled_font_data, tmp_path / "a", max_steps=4, checkpoint_steps=2)
+    trainer = tiny_trainer(tmp_path / "a", max_steps=4, checkpoint_steps=2)
     trainer.run()
     assert saved == [2, 4]   # the final step was checkpointed by the loop, not again at shutdown
 
     def disk_full(model, *args, **kwargs):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(training.loop, "save_checkpoint", disk_full)
-    trainer = _trainer(bundled_font_data, tmp_path / "b", max_steps=5, checkpoint_steps=1000)
+    trainer = tiny_trainer(tmp_path / "b", max_steps=5, checkpoint_steps=1000)
     with pytest.raises(UserError, match="could not save checkpoint step 5"):
         trainer.run()
     assert (tmp_path / "b" / "logs" / "losses.png").exists()   # the logs were closed and drawn anyway
@@ -74,11 +63,11 @@ def test_label_beyond_any_embedding_is_named_with_its_record(tmp_path):
         read_obj(tmp_path / "bad.obj")
 
 
-def test_finite_loss_explosion_stops_before_saving(bundled_font_data, tmp_path):
+def test_finite_loss_explosion_stops_before_saving(tiny_trainer, tmp_path):
     from training.loop import RunDiverged
     from training.step import NonFiniteLossError
     exp = tmp_path / "exp"
-    trainer = _trainer(bundled_font_data, exp, max_steps=200, checkpoint_steps=1000, train={"lr": 1e6})
+    trainer = tiny_trainer(exp, max_steps=200, checkpoint_steps=1000, train={"lr": 1e6})
     with pytest.raises((RunDiverged, NonFiniteLossError), match="without saving these weights|before saving"):
         trainer.run()
     assert not available_steps(exp / "checkpoint")   # no garbage weights written
@@ -129,9 +118,7 @@ def test_kill_9_then_resume_continues_bit_identically(bundled_font_data, tmp_pat
                              *map(str, common), "--max_steps", "1000"], cwd=repo_root, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = killed / "logs" / "train.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 6):
-        time.sleep(0.1)
+    wait_for_log_lines(proc, log, 6, timeout=300)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     steps_done = sum("val_l1" not in line for line in log.read_text().splitlines())   # training rows
@@ -273,9 +260,7 @@ def test_a_second_run_on_a_running_experiment_exits_naming_the_holder(bundled_fo
                              cwd=repo_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         log = exp / "logs" / "train.jsonl"
-        deadline = time.time() + 300
-        while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
-            time.sleep(0.1)
+        wait_for_log_lines(first, log, 3, timeout=300)
         config = (exp / "config.json").read_bytes()
         second = subprocess.run([sys.executable, "train.py", *common, "--resume", "latest"], cwd=repo_root, env=env,
                                 capture_output=True, text=True, timeout=120)
@@ -371,9 +356,9 @@ def _fill(path):
 
 
 @pytest.fixture(scope="module")
-def trained(bundled_font_data, tmp_path_factory):
+def trained(tiny_trainer, tmp_path_factory):
     exp = tmp_path_factory.mktemp("trained") / "exp"
-    _trainer(bundled_font_data, exp, max_steps=2).run()
+    tiny_trainer(exp, max_steps=2).run()
     return exp
 
 
@@ -439,9 +424,9 @@ def test_a_study_needs_two_runs_with_a_checkpoint(study_without_checkpoints):
         runs_to_compare([str(study)])
 
 
-def test_failed_save_keeps_earlier_checkpoints_and_leaves_no_temp_file(bundled_font_data, tmp_path, monkeypatch):
+def test_failed_save_keeps_earlier_checkpoints_and_leaves_no_temp_file(tiny_trainer, tmp_path, monkeypatch):
     exp = tmp_path / "exp"
-    trainer = _trainer(bundled_font_data, exp, max_steps=9, checkpoint_steps=3)
+    trainer = tiny_trainer(exp, max_steps=9, checkpoint_steps=3)
     real_save = torch.save
 
     def disk_full_at_step_6(obj, f, *args, **kwargs):
@@ -456,3 +441,23 @@ def test_failed_save_keeps_earlier_checkpoints_and_leaves_no_temp_file(bundled_f
     ckpt = exp / "checkpoint"
     assert available_steps(ckpt, complete=True) == [3] and not list(ckpt.glob("*.tmp"))
     load_generator(ckpt, 3)  # still loads
+
+
+def test_a_nan_between_log_steps_still_saves_no_weights(tiny_trainer, tmp_path):
+    """The statistics are read every --log_steps, and before every checkpoint: a NaN at step 2 (not a log
+    step) ends the run at the checkpoint of step 3, naming step 2, with nothing saved."""
+    from training.step import NonFiniteLossError
+    exp = tmp_path / "exp"
+    trainer = tiny_trainer(exp, max_steps=20, log_steps=10, checkpoint_steps=3, eval_steps=0)
+    model, step_on_device = trainer.model, trainer.model.step_on_device
+
+    def poisoned(*args, **kwargs):
+        if model.step == 1:   # the second step's losses become NaN
+            with torch.no_grad():
+                next(model.netD.parameters()).fill_(float("nan"))
+        return step_on_device(*args, **kwargs)
+    model.step_on_device = poisoned
+    with pytest.raises(NonFiniteLossError, match="at step 2 .*before saving these weights"):
+        trainer.run()
+    assert model.step == 3   # the run went on to the checkpoint's read, not beyond
+    assert not available_steps(exp / "checkpoint")

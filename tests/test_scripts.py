@@ -9,6 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import wait_for_log_lines
+
 
 pytestmark = pytest.mark.slow  # every test here runs the real scripts in subprocesses
 
@@ -168,9 +170,7 @@ def test_ctrl_c_and_sigterm_save_a_consistent_checkpoint(experiment, tmp_path, s
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, args)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = exp / "logs" / "train.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
-        time.sleep(0.2)
+    wait_for_log_lines(proc, log, 3, timeout=120)
     signum = getattr(signal, sig)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)

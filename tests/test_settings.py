@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from model import ModelConfig, TrainConfig
 from training.config import DeviceConfig, RunConfig, build_parser, resolve_settings
@@ -126,7 +127,21 @@ def test_untrainable_generator_is_refused_with_the_reason():
     assert (settings.model.norm_G, settings.model.norm_D) == ("batch", "none")   # the SN-GAN arrangement
 
 
-def test_compile_with_spectral_norm_is_refused_with_the_reason():
-    with pytest.raises(UserError, match="--compile with --sn-generator/--sn-discriminator is refused"):
-        resolve_settings(flags("--compile", "--sn-discriminator"))
-    assert resolve_settings(flags("--compile")).device.compile
+def test_compile_is_accepted_with_spectral_norm_on_both_networks():
+    settings = resolve_settings(flags("--compile", "--sn-generator", "--sn-discriminator"))
+    assert settings.device.compile and settings.model.sn_generator and settings.model.sn_discriminator
+
+
+@pytest.mark.parametrize("capability, fast", [((8, 0), True), ((9, 0), True), ((7, 5), False)])
+def test_a_cuda_gpu_with_bf16_defaults_to_bf16_channels_last_and_fused_adam(monkeypatch, capability, fast):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    cuda = torch.device("cuda")
+    device = resolve_settings(flags(), device=cuda).device
+    assert (device.amp, device.channels_last, device.fused_adam) == (("bf16", True, True) if fast else
+                                                                     ("off", False, True))
+    # what the user gives wins; the CPU keeps fp32 NCHW
+    opted_out = resolve_settings(flags("--amp", "off", "--no-channels_last"), device=cuda).device
+    assert (opted_out.amp, opted_out.channels_last) == ("off", False)
+    assert resolve_settings(flags("--channels_last"), device=torch.device("cpu")).device.channels_last
+    cpu = resolve_settings(flags(), device=torch.device("cpu")).device
+    assert (cpu.amp, cpu.channels_last, cpu.fused_adam) == ("off", False, False)

@@ -1,12 +1,18 @@
 """TrainingStep's iteration: losses, updates, schedule, its errors; the run settings' checks."""
 import copy
+import json
+import os
+import sys
 
+import numpy as np
 import pytest
 import torch
 
 from model import TrainConfig
 from training.step import NonFiniteLossError, TrainingStep
 from utils.errors import UserError
+
+from conftest import ROOT
 
 STAT_KEYS = {"d_loss", "g_loss", "l1_loss", "const_loss", "category_loss", "cheat_loss",
              "d_real_prob", "d_fake_prob", "g_grad_norm", "d_grad_norm"}
@@ -118,3 +124,63 @@ def test_keep_best_and_eval_flags_are_checked():
         RunConfig(keep_best="l1", eval_steps=0)
     with pytest.raises(UserError, match="--eval_count must be >= 2"):
         RunConfig(eval_count=1)
+
+
+class HostReads(torch.overrides.TorchFunctionMode):
+    """Counts reads of tensor values into Python (.item, .tolist, .cpu, .numpy, float/int/bool of a
+    tensor) that the training code (training/, model/) makes itself, each with where it was made.
+    The data loader's host-side index work is not the step's, and torch's own CPU bookkeeping
+    (foreach Adam reads its CPU step counter; fused Adam on CUDA reads nothing) is not ours."""
+    READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.cpu, torch.Tensor.numpy, torch.Tensor.__float__,
+             torch.Tensor.__int__, torch.Tensor.__bool__}
+    PACKAGES = tuple(str(ROOT / name) + os.sep for name in ("training", "model"))
+    DISPATCH = (os.path.join("torch", "_tensor.py"), os.path.join("torch", "overrides.py"))
+
+    def __init__(self):
+        super().__init__()
+        self.reads, self.paused = [], 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.READS and not self.paused:
+            frame = sys._getframe(1)
+            while frame and frame.f_code.co_filename.endswith(self.DISPATCH):   # the Tensor method's own frames
+                frame = frame.f_back
+            if frame and frame.f_code.co_filename.startswith(self.PACKAGES):
+                self.reads.append(f"{func.__name__} in {frame.f_code.co_name} "
+                                  f"({os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno})")
+        return func(*args, **(kwargs or {}))
+
+
+def test_no_host_read_between_log_steps(tiny_trainer, tmp_path):
+    """Between two log steps the loop reads nothing back from the device; at each log step it reads
+    every pending step's statistics in one copy (and the log line's sigma)."""
+    trainer = tiny_trainer(tmp_path / "exp", max_steps=12, log_steps=4, checkpoint_steps=1000, eval_steps=0)
+    counter, read_at = HostReads(), []
+
+    def paused(method, record=False):   # the read points themselves may read
+        def wrapper(*args, **kwargs):
+            if record:
+                read_at.append(trainer.model.step)
+            counter.paused += 1
+            try:
+                return method(*args, **kwargs)
+            finally:
+                counter.paused -= 1
+        return wrapper
+    trainer.read_stats = paused(trainer.read_stats, record=True)
+    trainer.shutdown = paused(trainer.shutdown)
+    with counter:
+        trainer.run()
+    assert trainer.model.step == 12
+    assert counter.reads == []
+    assert read_at == [4, 8, 12]   # one copy per log interval
+    logged = [json.loads(line) for line in (tmp_path / "exp" / "logs" / "train.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [4, 8, 12] and all(np.isfinite(r["g_loss"]) for r in logged)
+
+
+def test_host_read_counter_sees_a_read(tiny_config, tiny_batches):
+    """The counter above is not blind: the one-call train_step reads its statistics back."""
+    model = TrainingStep(tiny_config(), TrainConfig(), "cpu")
+    with HostReads() as counter:
+        model.train_step(*tiny_batches(1)[0])
+    assert any(read.startswith("tolist in train_step") for read in counter.reads), counter.reads

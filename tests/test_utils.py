@@ -76,11 +76,57 @@ def test_launcher_ends_with_the_failing_rank_s_own_line():
 def test_record_failure_writes_where_torchrun_reads(tmp_path, monkeypatch):
     from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
 
-    from utils.launcher import record_failure
+    from utils.launcher import failure_status, record_failure
     monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(tmp_path / "error.json"))
-    record_failure("rank 0: could not save checkpoint step 2")
-    failure = ProcessFailure(local_rank=0, pid=1, exitcode=2, error_file=str(tmp_path / "error.json"))
+    record_failure("rank 0: could not save checkpoint step 2", 1)
+    failure = ProcessFailure(local_rank=1, pid=1, exitcode=2, error_file=str(tmp_path / "error.json"))
     assert failure.message == "rank 0: could not save checkpoint step 2"
+    assert failure_status(failure) == 1   # the status of the rank the message is from, not this one's 2
+
+
+def _failure(tmp_path, rank: int, exitcode: int, timestamp: int, message: str | None = None, status: int = 0):
+    """A ProcessFailure as torchrun builds it from a worker's error file (none when `message` is None)."""
+    import json
+
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+    error_file = tmp_path / f"error_{rank}.json"
+    if message is not None:
+        error_file.write_text(json.dumps({"message": message, "timestamp": timestamp, "exit_status": status}))
+    failure = ProcessFailure(local_rank=rank, pid=100 + rank, exitcode=exitcode, error_file=str(error_file))
+    failure.timestamp = timestamp
+    return failure
+
+
+@pytest.mark.parametrize("rank_0_ends", ["first", "last, killed by the launcher"])
+def test_the_launcher_s_status_is_that_of_the_rank_whose_line_it_prints(tmp_path, monkeypatch, capsys, rank_0_ends):
+    """Rank 0 fails to save (status 1); rank 1's collective breaks and it exits 2, recording rank 0's line.
+    Whichever ends first, launch.py prints rank 0's line and exits 1."""
+    import torch.distributed.run
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    from utils.launcher import launch
+    line = "rank 0: could not save checkpoint step 2 in ckpt (No space left on device)"
+    if rank_0_ends == "first":
+        failures = {0: _failure(tmp_path, 0, 1, 10, line, 1), 1: _failure(tmp_path, 1, 2, 11, line, 1)}
+    else:   # rank 1 ended first; the launcher then stopped rank 0 before it could record anything
+        failures = {1: _failure(tmp_path, 1, 2, 10, line, 1), 0: _failure(tmp_path, 0, -15, 11)}
+
+    def failing_run(args):
+        raise ChildFailedError("train.py", failures)
+    monkeypatch.setattr(torch.distributed.run, "run", failing_run)
+    assert launch(["--standalone", "--nproc_per_node", "2", "train.py"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {line}"
+
+
+@pytest.mark.parametrize("flags, says", [(["--nproc_per_node", "0"], "--nproc_per_node must be at least 1, got 0"),
+                                         (["--nproc_per_node", "many"], "Unsupported nproc_per_node value: many"),
+                                         (["--nnodes", "0", "--nproc_per_node", "1"], "min_nodes must be > 0")])
+def test_bad_torchrun_flags_are_one_line(flags, says, capsys):
+    from utils.launcher import launch
+    assert launch([*flags, "train.py", "--experiment_dir", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: launch.py: bad torchrun flags '{' '.join(flags)}'")
+    assert says in err
 
 
 def test_every_experiment_path_comes_from_one_layout(tmp_path):

@@ -22,7 +22,7 @@ from model.config import (ModelConfig, TrainConfig, add_architecture_flags, conf
                           flag_name)
 from utils.cli import add_config_flag as flag
 from utils.cli import add_device_flags, add_experiment_flags, parse_int_list
-from utils.device import AMP_CHOICES
+from utils.device import AMP_CHOICES, speed_defaults
 from utils.errors import UserError
 
 LOADERS = ("fast", "pil")
@@ -114,8 +114,9 @@ class DeviceConfig:
     loader: str = "fast"
     num_workers: int = 0
     cache_dir: str | None = None       # None: a cache/ folder beside the .obj
-    amp: str = "off"
-    channels_last: bool = False
+    amp: str | None = None             # None: speed_defaults(device), bf16 on GPUs with bf16 tensor cores
+    channels_last: bool | None = None  # None: likewise, on where bf16 is
+    fused_adam: bool | None = None     # None: on CUDA (no flag: it changes no result, only speed)
     compile: bool = False
     deterministic: bool = False        # bit-identical CUDA runs, at some speed
     sync_bn: bool = False              # BatchNorm statistics over all processes (torchrun)
@@ -126,7 +127,7 @@ class DeviceConfig:
     def __post_init__(self):
         if self.loader not in LOADERS:
             raise UserError(f"--loader must be one of {', '.join(LOADERS)}; got {self.loader!r}")
-        if self.amp not in AMP_CHOICES:
+        if self.amp is not None and self.amp not in AMP_CHOICES:
             raise UserError(f"--amp must be one of {', '.join(AMP_CHOICES)}; got {self.amp!r}")
         if self.num_workers < 0:
             raise UserError(f"--num_workers must be >= 0; got {self.num_workers}")
@@ -135,6 +136,11 @@ class DeviceConfig:
                             f"decodes every item as it goes and keeps none: drop one of the two")
         if not self.dist_timeout > 0:
             raise UserError(f"--dist_timeout is in seconds and must be > 0; got {self.dist_timeout}")
+
+    def on(self, device) -> "DeviceConfig":
+        """These settings with what was not given chosen for `device` (utils.device.speed_defaults)."""
+        chosen = {k: v for k, v in speed_defaults(device).items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **chosen)
 
     def check_sync_bn(self, device, model: ModelConfig, world_size: int) -> None:
         """--sync_bn takes effect or says why it cannot."""
@@ -211,41 +217,28 @@ def check_trainable(model: ModelConfig) -> None:
             "discriminator that spectral norm strictly bounds use --sn-discriminator --norm_D none")
 
 
-def check_compile(model: ModelConfig, device: DeviceConfig) -> None:
-    """Refuse --compile with spectral norm: measured slower than eager, after a long compile.
-
-    torch.compile breaks the graph at every SN hook and recompiles past dynamo's limit
-    within the first step (train/eval and grad modes vary), falling back to eager; on the
-    2-core CPU (tiny config) a step took 56 ms compiled against 41 ms eager, after 48 s
-    of compiling.
-    """
-    if device.compile and (model.sn_generator or model.sn_discriminator):
-        raise UserError("--compile with --sn-generator/--sn-discriminator is refused: torch.compile breaks the graph "
-                        "at every spectral-norm hook and hits its recompile limit in the first step, so it runs "
-                        "slower than eager (measured 56 ms vs 41 ms a step, after 48 s of compiling); drop --compile")
-
-
-def device_settings(flags: dict[str, Any]) -> DeviceConfig:
-    """The device settings: flags or defaults, never a checkpoint's, so they are known before any is read."""
-    return DeviceConfig(**_given(DeviceConfig, flags))
+def device_settings(flags: dict[str, Any], device=None) -> DeviceConfig:
+    """The device settings: flags or defaults, never a checkpoint's, so they are known before any is read;
+    with `device`, what was not given is chosen for it (bf16 and channels_last on a GPU with bf16)."""
+    config = DeviceConfig(**_given(DeviceConfig, flags))
+    return config.on(device) if device is not None else config
 
 
 def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None,
-                     weights_config: ModelConfig | None = None) -> Settings:
+                     weights_config: ModelConfig | None = None, device=None) -> Settings:
     """Flag > checkpoint > default for every setting, with each class's rule (see their docstrings).
 
     `flags` maps field names to the values given on the command line, None where a
     flag was not given; `saved_state` is the training state of the checkpoint being
     resumed, or None for a new run; `weights_config` is the architecture of weights a
     new run starts from (zi2zi-pytorch's checkpoints, --init_from), already checked
-    against the flags.
+    against the flags; `device` (a torch.device) chooses the speed settings not given for it.
     """
     flags = expand_norm_flags(flags)
-    device = device_settings(flags)
+    device = device_settings(flags, device)
     if saved_state is None:
         model = weights_config or ModelConfig(**_given(ModelConfig, flags))
         check_trainable(model)
-        check_compile(model, device)
         return Settings(model, TrainConfig(**_given(TrainConfig, flags)), RunConfig(**_given(RunConfig, flags)),
                         device)
     model = ModelConfig.from_dict(saved_state["model_config"])
@@ -253,7 +246,6 @@ def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None,
     train = _override(TrainConfig.from_dict(saved_state["train_config"]), _given(TrainConfig, flags),
                       "loss/optimiser settings")
     run = _override(saved_run_config(saved_state), _given(RunConfig, flags), "run settings")
-    check_compile(model, device)
     return Settings(model, train, run, device)
 
 
@@ -319,14 +311,17 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
          "its median over the last 100 steps (0: off)")
     g = p.add_argument_group("device and speed (this machine's; never taken from a checkpoint)")
     add_device_flags(g, gpu_ids_help="zi2zi's way to pick GPUs: cuda:0, 0; several (0,1) under torchrun, one per "
-                     "process")
+                     "process", amp_default=None, amp_default_help="bf16 on GPUs with bf16 tensor cores, compute "
+                     "capability 8 or newer; off elsewhere")
     flag(g, DeviceConfig, "loader", "fast: decode once per machine into --cache_dir, augment batches on the "
          "device; pil: zi2zi's per-item path",
          choices=["fast", "pil"])
     flag(g, DeviceConfig, "num_workers", "processes decoding the .obj (fast) or DataLoader workers (pil)")
     flag(g, DeviceConfig, "cache_dir", "where the fast loader keeps each .obj decoded once, shared by every process "
          "of the machine (default: cache/ beside the .obj)", type=str)
-    flag(g, DeviceConfig, "channels_last", "NHWC activations (faster on tensor cores)")
+    flag(g, DeviceConfig, "channels_last", "NHWC activations, faster on tensor cores (default: on where --amp "
+         "defaults to bf16; --no-channels_last turns it off)", action=argparse.BooleanOptionalAction,
+         show_default=False)
     flag(g, DeviceConfig, "compile", "torch.compile both networks")
     flag(g, DeviceConfig, "sync_bn", "under torchrun: BatchNorm statistics over the global batch (CUDA)")
     flag(g, DeviceConfig, "dist_timeout", "under torchrun: seconds a collective waits for a process that stopped "

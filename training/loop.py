@@ -38,7 +38,7 @@ from .checkpoint import save_checkpoint
 from .config import Settings
 from .start import Start, apply_start
 from .stats import CollapseWatch, DivergenceGuard, LogWriters, StatsWindow, ink_share, progress_postfix
-from .step import NonFiniteLossError, TrainingStep
+from .step import NonFiniteLossError, PendingStats, TrainingStep
 from .validation import BestCheckpoint, Validator
 
 
@@ -161,6 +161,7 @@ class Trainer:
         self.watch = CollapseWatch(run.collapse_window, run.collapse_d_real, run.collapse_d_fake)
         self.guard = DivergenceGuard(run.divergence_factor)
         self.evaluated_step: int | None = None
+        self.pending = PendingStats()   # steps' statistics still on the device
         resumed = model.step if start.kind in ("resume", "weights") else None
         self.best = BestCheckpoint(experiment.checkpoint, run.keep_best, resumed) if self.dist.is_main else None
 
@@ -211,11 +212,12 @@ class Trainer:
         self.sampled_step = self.model.step
         return fake
 
-    def on_collapse(self, message: str | None) -> None:
-        """Say once, in the bar and the log, that the run looks dead; end it with --stop_on_collapse."""
+    def on_collapse(self, message: str | None, step: int | None = None) -> None:
+        """Say once, in the bar and the log, that the run looks dead (at `step`, default the current one);
+        end it with --stop_on_collapse."""
         if message is None:
             return
-        step = self.model.step
+        step = self.model.step if step is None else step
         self.bar.set_description("COLLAPSED?")
         self.say(f"warning at step {step}: {message}")
         self.writers.write({"step": step, "event": "collapse", "message": message})
@@ -226,7 +228,12 @@ class Trainer:
                                f"the earlier checkpoints, and {kept} in {self.experiment.checkpoint}")
 
     def save(self) -> None:
-        """Save a checkpoint (rank 0); a failed save (full disk, read-only folder) says what was lost and what is kept."""
+        """Save a checkpoint (rank 0); a failed save (full disk, read-only folder) says what was lost and what is kept.
+
+        The pending statistics are read first: weights after a non-finite loss are never saved.
+        """
+        if len(self.pending):
+            self.read_stats(self.total_steps)
         self.saved_step = self.model.step
         if not self.dist.is_main:
             return
@@ -259,14 +266,14 @@ class Trainer:
                 raise UserError(f"cannot write to {folder} ({err.strerror or err}); choose another "
                                 f"--experiment_dir / --checkpoint_dir or fix its permissions") from None
 
-    def log_record(self, window: StatsWindow) -> dict:
+    def log_record(self, window: StatsWindow, step: int) -> dict:
         model = self.model
         extra = {"epoch": model.epoch, **model.learning_rates}
         if model.config.sn_generator:
             extra["sigma_G"] = largest_singular_value(model.netG)
         if model.config.sn_discriminator:
             extra["sigma_D"] = largest_singular_value(model.netD)
-        return window.record(model.step, self.run_config.batch_size, **extra)
+        return window.record(step, self.run_config.batch_size, **extra)
 
     # ------------------------------------------------------------------ loop
     def request_stop(self, signum: int) -> None:
@@ -319,31 +326,55 @@ class Trainer:
 
     def train_epoch(self, total: int) -> None:
         """The rest of the current epoch, or up to step `total`."""
-        model, window = self.model, StatsWindow(self.model.step)
+        model = self.model
+        self.window = StatsWindow(model.step)
         for labels, real_A, real_B in self.batches.epoch(model.epoch, self.batches_done):
-            stats = model.train_step(labels, real_A, real_B, stop_requested=self.stop_signal is not None)
+            # the loader's labels were checked against --embedding_num when the data was opened
+            values = model.step_on_device(labels, real_A, real_B, stop_requested=self.stop_signal is not None,
+                                          labels_checked=True)
+            self.pending.add(model.step, values)
             self.batches_done += 1
-            window.add(stats)
-            self.bar.update(1)
-            self.bar.set_postfix(progress_postfix(stats, model.epoch))
-            self.after_step(stats, window, total)
+            self.after_step(total)
             if model.step >= total:
                 return
             # Every rank stops at the same step, whichever of them got the signal (agreed in the step).
             if model.stop_agreed:
                 raise StopRequested(self.stop_signal or signal.SIGTERM)
+        self.read_stats(total)   # the epoch's last steps belong to its window
         self.end_epoch()
 
-    def after_step(self, stats: dict[str, float], window: StatsWindow, total: int) -> None:
+    def must_read(self, step: int, total: int) -> bool:
+        """Whether step `step` reads the pending statistics: at log steps, and before anything is written
+        or decided from the weights (samples, checkpoints, validation, a stop, the last step)."""
+        run = self.run_config
+        return (step % run.log_steps == 0 or step % run.sample_steps == 0 or step % run.checkpoint_steps == 0
+                or (self.validator is not None and step % run.eval_interval == 0)
+                or step >= total or self.model.stop_agreed)
+
+    def read_stats(self, total: int) -> None:
+        """Read every pending step's statistics in one copy and act on them in step order: a non-finite or
+        exploding loss ends the run (nothing after it is saved), the collapse watch, the log and the bar."""
+        read = self.pending.read(self.model.stat_names)   # raises NonFiniteLossError at the first bad step
+        run = self.run_config
+        for step, stats in read:
+            diverged = self.guard.check(stats)
+            if diverged:
+                self.writers.write({"step": step, "event": "diverged", "message": diverged})
+                raise RunDiverged(f"step {step}: {diverged}; training stopped without saving these weights, and "
+                                  f"{self.last_good()}. Try a lower --lr / --lr_D")
+            self.window.add(stats)
+            self.on_collapse(self.watch.update(stats), step)
+            if (step % run.log_steps == 0 or step == total) and self.dist.is_main:
+                self.writers.write(self.log_record(self.window, step))
+        if read:
+            self.bar.update(len(read))
+            self.bar.set_postfix(progress_postfix(read[-1][1], self.model.epoch))
+
+    def after_step(self, total: int) -> None:
         step, run = self.model.step, self.run_config
-        diverged = self.guard.check(stats)
-        if diverged:
-            self.writers.write({"step": step, "event": "diverged", "message": diverged})
-            raise RunDiverged(f"step {step}: {diverged}; training stopped without saving these weights, and "
-                              f"{self.last_good()}. Try a lower --lr / --lr_D")
-        if (step % run.log_steps == 0 or step == total) and self.dist.is_main:
-            self.writers.write(self.log_record(window))
-        self.on_collapse(self.watch.update(stats))
+        if not self.must_read(step, total):
+            return
+        self.read_stats(total)
         if step % run.sample_steps == 0:
             blank = None
             if self.dist.is_main:

@@ -1,7 +1,8 @@
 """One zi2zi training iteration, device-agnostic, as zi2zi-pytorch runs it.
 
     model = TrainingStep(ModelConfig(sn_discriminator=True), TrainConfig(), device="cuda")
-    stats = model.train_step(labels, real_A, real_B)   # dict of floats
+    stats = model.train_step(labels, real_A, real_B)   # dict of floats (one host read)
+    values = model.step_on_device(labels, real_A, real_B)   # the same on the device, no host read
 
 `training.zi2zi.Zi2ZiModel` is zi2zi-pytorch's class on top of this one.
 
@@ -29,6 +30,42 @@ from utils.rng import capture_rng_state, restore_rng_state
 
 class NonFiniteLossError(UserError):
     """A loss became NaN or infinite; training stops rather than train on garbage."""
+
+
+def check_finite(step: int, stats: dict[str, float]) -> None:
+    """Raise NonFiniteLossError if step `step`'s d_loss or g_loss is NaN or infinite."""
+    bad = [n for n in ("d_loss", "g_loss") if not math.isfinite(stats[n])]
+    if bad:
+        raise NonFiniteLossError(
+            f"non-finite {' and '.join(bad)} at step {step} "
+            f"({', '.join(f'{n}={v}' for n, v in stats.items())}); training stopped before saving these "
+            f"weights. Try a lower --lr / --lr_D or --amp off.")
+
+
+class PendingStats:
+    """Steps' statistic vectors kept on the device until read: one host copy for many steps."""
+
+    def __init__(self):
+        self.steps: list[int] = []
+        self.rows: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, step: int, values: torch.Tensor) -> None:
+        self.steps.append(step)
+        self.rows.append(values)
+
+    def read(self, names: list[str]) -> list[tuple[int, dict[str, float]]]:
+        """(step, stats) of every pending step, in order, each checked to be finite; then none is pending."""
+        if not self.rows:
+            return []
+        table = torch.stack(self.rows).tolist()   # the one host read
+        steps, self.steps, self.rows = self.steps, [], []
+        read = [(step, dict(zip(names, row))) for step, row in zip(steps, table)]
+        for step, stats in read:
+            check_finite(step, stats)
+        return read
 
 
 def set_requires_grad(net: nn.Module, requires_grad: bool) -> None:
@@ -81,7 +118,8 @@ class TrainingStep:
     `amp` ("off", "bf16", "fp16") runs the forward passes under autocast (fp16 with a
     gradient scaler per network; the SN power iteration stays in float32);
     `channels_last` stores activations NHWC; `compile` runs both networks through
-    torch.compile. The plain modules `netG`/`netD` are what gets saved.
+    torch.compile; `fused_adam` (CUDA) steps each optimiser in one kernel. The plain
+    modules `netG`/`netD` are what gets saved.
 
     Under torchrun (`dist` with several processes) each network is wrapped in
     DistributedDataParallel for the updates that train it: D's wrapper serves the D
@@ -95,7 +133,7 @@ class TrainingStep:
     def __init__(self, config: ModelConfig, train_config: TrainConfig | None = None,
                  device: str | torch.device = "cpu", amp: str = "off",
                  channels_last: bool = False, compile: bool = False, dist: Distributed = SINGLE,
-                 sync_bn: bool = False):
+                 sync_bn: bool = False, fused_adam: bool = False):
         # config: architecture (saved with every checkpoint); train_config: losses and optimiser.
         self.config = config
         self.train_config = train_config or TrainConfig()
@@ -115,9 +153,11 @@ class TrainingStep:
         self.sn_layers_D = [m for _, m in spectral_norm_layers(self.netD)]
         self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
-        self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
+        # fused Adam (CUDA): one kernel per parameter group and no host read of the step count
+        fused = {"fused": True} if fused_adam else {}
+        self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2), **fused)
         self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=tc.discriminator_lr,
-                                            betas=(tc.beta1, tc.beta2))
+                                            betas=(tc.beta1, tc.beta2), **fused)
         # Frozen parameters keep requires_grad=False, get no gradient, and Adam skips them;
         # they stay in the optimiser so its state has the same shape either way.
         if tc.freeze_encoder:
@@ -161,9 +201,15 @@ class TrainingStep:
         if labels.numel():
             self.config.check_labels(int(labels.min()), int(labels.max()), "the batch")
 
-    def set_input(self, labels: torch.Tensor, real_A: torch.Tensor, real_B: torch.Tensor) -> None:
-        """real_A: source glyphs, real_B: target glyphs, labels: style ids (any device)."""
-        self.check_labels(labels)
+    def set_input(self, labels: torch.Tensor, real_A: torch.Tensor, real_B: torch.Tensor,
+                  labels_checked: bool = False) -> None:
+        """real_A: source glyphs, real_B: target glyphs, labels: style ids (any device).
+
+        `labels_checked`: the caller has checked the labels against embedding_num already (the
+        training loader's data is checked when opened), so they are not read back every step.
+        """
+        if not labels_checked:
+            self.check_labels(labels)
         self.labels = labels.to(self.device, non_blocking=True).long()
         self.real_A = real_A.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         self.real_B = real_B.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
@@ -250,15 +296,19 @@ class TrainingStep:
         scaler.update()
         return stats
 
-    def train_step(self, labels=None, real_A=None, real_B=None, stop_requested: bool = False) -> dict:
-        """One iteration; returns every loss, D's mean sigmoid on real/fake, grad norms.
+    def step_on_device(self, labels=None, real_A=None, real_B=None, stop_requested: bool = False,
+                       labels_checked: bool = False) -> torch.Tensor:
+        """One iteration; returns its statistics as one float vector on the device (names: `stat_names`).
 
+        Nothing is read back to the host, so the GPU runs ahead of Python; the training loop
+        reads many steps' vectors in one copy (`PendingStats`) and checks them then.
         `stop_requested` (this process got a stop signal) is shared with the other
         processes in the iteration's one collective; afterwards `stop_agreed` is True
-        on every rank when any of them asked, so all stop at the same step.
+        on every rank when any of them asked, so all stop at the same step. Under torchrun
+        that flag is the one host read per step.
         """
         if labels is not None:
-            self.set_input(labels, real_A, real_B)
+            self.set_input(labels, real_A, real_B, labels_checked)
         self.forward()
         set_requires_grad(self.netD, True)
         stats = self._update(self.netD, self.optimizer_D, self.scaler_D, self.backward_D, "d_grad_norm")
@@ -270,20 +320,23 @@ class TrainingStep:
         set_requires_grad(self.netD, True)
         self.step += 1
         self.last_stats = stats  # the tensors, for callers that want them (zi2zi's API returns tensors)
-        # One device sync per iteration: every statistic comes back together (under
-        # torchrun as the mean over the processes, so every rank sees the same numbers,
-        # with the buffers and the stop flag in the same collective).
-        names = list(stats)
-        values = torch.stack([stats[n].float().reshape(()) for n in names])
+        self.stat_names = list(stats)
+        # Under torchrun the statistics become means over the processes, so every rank sees
+        # the same numbers, with the buffers and the stop flag in the same collective.
+        values = torch.stack([stats[n].detach().float().reshape(()) for n in self.stat_names])
         averaged, from_main = replica_buffers(self.netG, self.netD) if self.dist.enabled else ([], [])
         self.stop_agreed = self.dist.synchronise([values, *averaged], from_main, stop_requested)
-        result = dict(zip(names, values.tolist()))
-        bad = [n for n in ("d_loss", "g_loss") if not math.isfinite(result[n])]
-        if bad:
-            raise NonFiniteLossError(
-                f"non-finite {' and '.join(bad)} at step {self.step} "
-                f"({', '.join(f'{n}={result[n]}' for n in names)}); training stopped before saving these "
-                f"weights. Try a lower --lr / --lr_D or --amp off.")
+        return values
+
+    def train_step(self, labels=None, real_A=None, real_B=None, stop_requested: bool = False) -> dict:
+        """One iteration, read at once: every loss, D's mean sigmoid on real/fake, grad norms, as floats.
+
+        A non-finite d_loss or g_loss raises NonFiniteLossError. The training loop uses
+        `step_on_device` instead and reads every --log_steps.
+        """
+        values = self.step_on_device(labels, real_A, real_B, stop_requested)
+        result = dict(zip(self.stat_names, values.tolist()))
+        check_finite(self.step, result)
         return result
 
     def generate(self, real_A: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,8 @@ def run(main: Callable[[], int | None]) -> None:
     """
     try:
         code = main()
-    except PeerFailed:   # another torchrun process failed and printed why; one message per job
-        sys.exit(2)
+    except PeerFailed as err:   # another torchrun process failed and printed why; one message per job
+        sys.exit(err.exit_status)
     except UserError as err:
         if os.environ.get("ZI2ZI_TRACEBACK"):
             raise
@@ -105,12 +105,15 @@ def add_checkpoint_choice(group: argparse._ActionsContainer) -> None:
 
 
 def add_device_flags(group: argparse._ActionsContainer, amp_help: str | None = "mixed precision",
-                     gpu_ids_help: str | None = None) -> None:
+                     gpu_ids_help: str | None = None, amp_default: str | None = "off",
+                     amp_default_help: str | None = None) -> None:
     """--device, zi2zi's --gpu_ids where `gpu_ids_help` is given, and --amp unless `amp_help` is None (a
-    script that measures in fp32 on purpose), resolved by `utils.device.resolve_device` / `autocast`."""
+    script that measures in fp32 on purpose), resolved by `utils.device.resolve_device` / `autocast`.
+    `amp_default` None means "not given": the script resolves it per device (`amp_default_help` says how)."""
     from .device import AMP_CHOICES   # here, so scripts without a model (font2img, package) never import torch
     group.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     if gpu_ids_help:
         group.add_argument("--gpu_ids", nargs="+", help=gpu_ids_help)
     if amp_help:
-        group.add_argument("--amp", choices=AMP_CHOICES, default="off", help=f"{amp_help} (default: off)")
+        group.add_argument("--amp", choices=AMP_CHOICES, default=amp_default,
+                           help=f"{amp_help} (default: {amp_default_help or amp_default})")

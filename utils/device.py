@@ -72,7 +72,7 @@ def autocast(device: torch.device, amp: str):
 def configure_backends(device: torch.device, deterministic: bool = False) -> None:
     """Speed by default; `--deterministic` trades it for bit-identical runs and resumes on CUDA too.
 
-    Default on CUDA: cuDNN autotuning (benchmark) and TF32 convolutions, whose chosen
+    Default on CUDA: cuDNN autotuning (benchmark) and TF32 convolutions and matrix products, whose chosen
     kernels and atomics make results differ in the last bits from run to run. With
     `deterministic`: no autotuning, no TF32, and torch's deterministic algorithms only
     (an op without one raises instead of silently varying). On the CPU runs are
@@ -83,11 +83,28 @@ def configure_backends(device: torch.device, deterministic: bool = False) -> Non
     if deterministic:
         import os
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
-        torch.backends.cuda.matmul.allow_tf32 = False
+    # TF32 for the float32 matrix products too (the Linear layers, SN's power iteration stays exact enough)
+    torch.backends.cuda.matmul.allow_tf32 = device.type == "cuda" and not deterministic
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.allow_tf32 = not deterministic
     torch.use_deterministic_algorithms(deterministic)
+
+
+def has_fast_bf16(device: torch.device) -> bool:
+    """A CUDA GPU with bf16 tensor cores (compute capability 8.0 or newer: Ampere, Ada, Hopper, Blackwell)."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def speed_defaults(device: torch.device) -> dict:
+    """What training runs with on `device` unless told otherwise (--amp, --channels_last / --no-channels_last).
+
+    On a GPU with bf16 tensor cores: bf16 autocast and channels_last activations. Elsewhere fp32
+    and NCHW: older GPUs convolve bf16 slowly, and a CPU without bf16 instructions emulates it.
+    On every CUDA GPU: fused Adam (one kernel per parameter group, no host read of its step count).
+    """
+    fast = has_fast_bf16(device)
+    return {"amp": "bf16" if fast else "off", "channels_last": fast, "fused_adam": device.type == "cuda"}
 
 
 def cpu_has_bf16() -> bool:

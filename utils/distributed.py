@@ -9,6 +9,7 @@ gloo CPU ones.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import pickle
 import shlex
@@ -86,7 +87,7 @@ class Distributed:
         if outcome[0] == "error":
             if self.is_main:
                 raise outcome[1]
-            raise PeerFailed(f"rank 0: {outcome[1]}")
+            raise PeerFailed(f"rank 0: {outcome[1]}", outcome[1].exit_status)
         return outcome[1]
 
     def from_main(self, obj, device: torch.device):
@@ -178,19 +179,19 @@ def _store():
     return dist.distributed_c10d._get_default_store()
 
 
-def announce_failure(ctx: Distributed, message: str) -> None:
-    """Leave this rank's one-line failure in the job's store (torchrun's, which outlives the
-    workers), where the other ranks look when their next collective breaks. Best effort:
-    the store may be gone already."""
+def announce_failure(ctx: Distributed, message: str, exit_status: int) -> None:
+    """Leave this rank's one-line failure and its exit status in the job's store (torchrun's,
+    which outlives the workers), where the other ranks look when their next collective breaks.
+    Best effort: the store may be gone already."""
     try:
-        _store().set(f"{FAILURE_KEY}/{ctx.rank}", message)
+        _store().set(f"{FAILURE_KEY}/{ctx.rank}", json.dumps({"message": message, "exit_status": exit_status}))
     except Exception:   # noqa: BLE001 - the job is failing already; the message is printed either way
         pass
 
 
-def failure_elsewhere(ctx: Distributed, wait_s: float = 0.0) -> tuple[int, str] | None:
-    """(rank, message) of the lowest other rank that announced a failure, waiting up to `wait_s`
-    for one to appear; None when none did (or the store went with a failed rank)."""
+def failure_elsewhere(ctx: Distributed, wait_s: float = 0.0) -> tuple[int, str, int] | None:
+    """(rank, message, exit status) of the lowest other rank that announced a failure, waiting up to
+    `wait_s` for one to appear; None when none did (or the store went with a failed rank)."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -198,7 +199,8 @@ def failure_elsewhere(ctx: Distributed, wait_s: float = 0.0) -> tuple[int, str] 
             for rank in range(ctx.world_size):
                 key = f"{FAILURE_KEY}/{rank}"
                 if rank != ctx.rank and store.check([key]):
-                    return rank, store.get(key).decode()
+                    failure = json.loads(store.get(key).decode())
+                    return rank, failure["message"], failure["exit_status"]
         except Exception:   # noqa: BLE001
             return None
         if time.monotonic() >= deadline:
@@ -239,32 +241,34 @@ def one_failure_message(ctx: Distributed):
     try:
         yield
     except PeerFailed as err:
-        record_failure(str(err))
+        record_failure(str(err), err.exit_status)
         raise
     except UserError as err:
         line = f"rank {ctx.rank}: {err}"
-        announce_failure(ctx, line)
+        announce_failure(ctx, line, err.exit_status)
         other = None if ctx.is_main else failure_elsewhere(ctx, wait_s=2.0)
         if other is not None and other[0] < ctx.rank:
-            record_failure(other[1])
-            raise PeerFailed(other[1]) from None   # a lower rank failed too and says why
-        record_failure(line)   # announced above already
+            record_failure(other[1], other[2])
+            raise PeerFailed(other[1], other[2]) from None   # a lower rank failed too and says why
+        record_failure(line, err.exit_status)   # announced above already
         if ctx.is_main:
             raise
-        raise UserError(line) from None
+        error = UserError(line)
+        error.exit_status = err.exit_status
+        raise error from None
     except Exception as err:
         if not is_collective_failure(err):
             line = f"rank {ctx.rank}: {type(err).__name__}: {_first_line(err)}"
-            announce_failure(ctx, line)
-            record_failure(line)
+            announce_failure(ctx, line, 1)   # Python's status for an uncaught exception
+            record_failure(line, 1)
             raise
         other = failure_elsewhere(ctx, wait_s=3.0)
         if other is not None:
-            record_failure(other[1])
-            raise PeerFailed(other[1]) from None
+            record_failure(other[1], other[2])
+            raise PeerFailed(other[1], other[2]) from None
         line = (f"rank {ctx.rank} lost contact with the other processes of this job ({_first_line(err)}); the "
                 f"first process to fail says why in its own output (--dist_timeout sets how long a process waits)")
-        record_failure(line)
+        record_failure(line, UserError.exit_status)
         raise UserError(line) from None
 
 

@@ -19,5 +19,10 @@ class WriteError(UserError):
 
 
 class PeerFailed(UserError):
-    """Another process of a torchrun job failed and printed why; this one exits quietly
-    (status 2) so the job's output ends with that one message, not a copy per rank."""
+    """Another process of a torchrun job failed and printed why; this one exits quietly,
+    so the job's output ends with that one message, not a copy per rank, and with that
+    process's exit status (1 for a refused write, 2 for bad input), whichever ends first."""
+
+    def __init__(self, message: str, exit_status: int = 2):
+        super().__init__(message)
+        self.exit_status = exit_status

@@ -18,19 +18,22 @@ import signal
 import sys
 import time
 
-def record_failure(message: str) -> None:
+def record_failure(message: str, exit_status: int) -> None:
     """Leave a training process's one-line failure where torchrun's launcher reads it.
 
     torchrun gives each process a file name in TORCHELASTIC_ERROR_FILE and, when the
     process fails, puts the file's "message" into its report (launch.py prints it as
-    the job's last line). Outside torchrun this does nothing.
+    the job's last line). `exit_status` is the status of the process the message is
+    from (a rank that ends because another failed records that rank's message and
+    status), so launch.py exits with the status of the line it prints, whichever
+    process ended first. Outside torchrun this does nothing.
     """
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if not path:
         return
     try:
         with open(path, "w", encoding="utf-8") as f:
-            json.dump({"message": message, "timestamp": int(time.time())}, f)
+            json.dump({"message": message, "timestamp": int(time.time()), "exit_status": exit_status}, f)
     except OSError:   # the disk that failed may be this one too; the process prints the message anyway
         pass
 
@@ -45,9 +48,18 @@ def launch(argv: list[str]) -> int:
     """Run torchrun with `argv` (its flags, then the script and its flags); returns the exit status."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
+    from torch.distributed.run import config_from_args, parse_args, run
 
     args = parse_args(argv)
+    try:
+        config, _, _ = config_from_args(args)   # what run() does first; torchrun checks its flags with bare asserts
+        if config.nproc_per_node < 1:   # torchrun's own check comes later, as an assert in its agent
+            raise ValueError(f"--nproc_per_node must be at least 1, got {config.nproc_per_node}")
+    except (AssertionError, ValueError) as err:
+        flags = " ".join(argv[:argv.index(args.training_script)] if args.training_script in argv else argv)
+        print(f"error: launch.py: bad torchrun flags {flags!r}{': ' + str(err) if str(err) else ''}; "
+              f"see python launch.py --help", file=sys.stderr)
+        return 2
     # torchrun installs its own handlers for SIGTERM and SIGINT when it starts the
     # processes; SIGUSR1 gets the same treatment here, on every torch version.
     signal.signal(signal.SIGUSR1, _raise_signal_exception)
@@ -59,8 +71,17 @@ def launch(argv: list[str]) -> int:
     except ChildFailedError as failed:
         rank, failure = failed.get_first_failure()
         print(f"error: {describe_failure(rank, failure)}", file=sys.stderr)
-        return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
+        return failure_status(failure)
     return 0
+
+
+def failure_status(failure) -> int:
+    """The exit status that goes with the printed line: the one recorded with the message (the status
+    of the process the message is from), else how this process ended (128 + signal when killed)."""
+    recorded = (getattr(failure, "error_file_data", None) or {}).get("exit_status")
+    if isinstance(recorded, int) and recorded > 0:
+        return recorded
+    return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
 
 
 def describe_failure(rank: int, failure) -> str:
