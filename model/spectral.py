@@ -90,7 +90,20 @@ class FP32SpectralNorm(SpectralNorm):
         # One power iteration per training block (see reuse_spectral_norm); a training-mode
         # forward outside any block iterates on every call, as torch's spectral norm does.
         iterate = module.training and not module.__dict__.get("_sn_iterated", False)
-        setattr(module, self.name, self.compute_weight(module, do_power_iteration=iterate))
+        # Eager calls in a block share one W / sigma (and one backward through it); a compiled
+        # graph computes its own, fused into the layer, and keeps no Python state between calls.
+        cache = None if _is_compiling() else module.__dict__.get("_sn_weight_cache")
+        if cache:
+            setattr(module, self.name, cache[0])
+            return
+        weight = self.compute_weight(module, do_power_iteration=iterate)
+        setattr(module, self.name, weight)
+        if cache is not None:
+            cache.append(weight)
+
+
+# torch.compiler.is_compiling arrived in torch 2.3's successors; torch._dynamo's is the older name
+_is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
 
 
 @torch.no_grad()
@@ -101,26 +114,31 @@ def power_iteration(layers: list[nn.Module]) -> None:
 
 
 @contextmanager
-def reuse_spectral_norm(layers: list[nn.Module]):
+def reuse_spectral_norm(layers: list[nn.Module], iterate=power_iteration):
     """Inside the block, each SN layer's power iteration runs once, at its start.
 
     zi2zi calls G twice per forward (the image, then the encoder on the output) and
     D twice per D step; within one such block the parameters are fixed and every call
-    joins one autograd graph, so one iteration serves them all, and each call computes
-    W / sigma from the same u and v. The iteration runs here, before the networks, so a
+    joins one autograd graph, so one iteration serves them all, and W / sigma from the
+    same u and v is computed once for all eager calls (compiled graphs fuse their own). The iteration runs here, before the networks, so a
     compiled network's graph is the same in every call (no per-call Python state).
     Outside the block, a training-mode forward iterates on every call, as plain spectral
-    norm does; in eval mode no call iterates.
+    norm does; in eval mode no call iterates. `iterate` runs the iteration (a compiled
+    `power_iteration` under --compile: one graph for all layers instead of ~10 kernel
+    launches each).
     """
     training = [layer for layer in layers if layer.training]
-    power_iteration(training)
+    if training:
+        iterate(training)
     for layer in training:
         layer.__dict__["_sn_iterated"] = True
+        layer.__dict__["_sn_weight_cache"] = []
     try:
         yield
     finally:
         for layer in training:
             layer.__dict__.pop("_sn_iterated", None)
+            layer.__dict__.pop("_sn_weight_cache", None)
 
 
 def apply_spectral_norm(net: nn.Module) -> nn.Module:

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Wheels that the lent GPU machine's image lacks (Python 3.12, x86-64, no package registry),
-# fetched here into .whl/ (ignored by git) for scripts/gpu_check.sh to install there.
+# fetched here into .whl/ (ignored by git; WHEEL_DIR names another folder) for
+# scripts/gpu_check.sh to install there.
 #   bash scripts/fetch_gpu_wheels.sh            # then carry .whl with the run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-mkdir -p .whl
+wheels=${WHEEL_DIR:-.whl}
+mkdir -p "$wheels"
 # the versions this project is tested with here, where installed; otherwise the newest
 packages=()
 for name in pytorch-msssim skia-pathops potracer; do
@@ -15,5 +17,5 @@ done
 "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
     --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any -d .whl "${packages[@]}"
-ls -l .whl
+    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any -d "$wheels" "${packages[@]}"
+ls -l "$wheels"

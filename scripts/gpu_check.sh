@@ -45,15 +45,17 @@ EOF
     export PYTHONPATH="$hide${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
-# Packages the machine lacks come from the wheels carried in .whl/ (no registry there).
+# Packages the machine lacks come from the wheels carried in .whl/ (no registry there;
+# WHEEL_DIR names another folder).
+wheels=${WHEEL_DIR:-.whl}
 if ! "$python" -c "import ${missing_modules// /, }" 2>/dev/null; then
-    if compgen -G ".whl/*.whl" >/dev/null; then
+    if compgen -G "$wheels/*.whl" >/dev/null; then
         site=$(mktemp -d)
-        "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl \
+        "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$wheels"/*.whl \
             && export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$site" GPU_CHECK_WHEELS="$site"
     fi
     if ! "$python" -c "import ${missing_modules// /, }" 2>/dev/null; then
-        echo "note: pytorch-msssim, skia-pathops or potracer is missing and .whl/ does not supply it" \
+        echo "note: pytorch-msssim, skia-pathops or potracer is missing and $wheels/ does not supply it" \
              "(run scripts/fetch_gpu_wheels.sh where PyPI is reachable, and carry .whl)" | tee -a "$out/steps.txt"
     fi
 fi

@@ -232,8 +232,7 @@ class Trainer:
 
         The pending statistics are read first: weights after a non-finite loss are never saved.
         """
-        if len(self.pending):
-            self.read_stats(self.total_steps)
+        self.read_stats(self.total_steps)
         self.saved_step = self.model.step
         if not self.dist.is_main:
             return
@@ -354,6 +353,8 @@ class Trainer:
     def read_stats(self, total: int) -> None:
         """Read every pending step's statistics in one copy and act on them in step order: a non-finite or
         exploding loss ends the run (nothing after it is saved), the collapse watch, the log and the bar."""
+        if not len(self.pending):   # e.g. a resumed run that starts at the end of an epoch
+            return
         read = self.pending.read(self.model.stat_names)   # raises NonFiniteLossError at the first bad step
         run = self.run_config
         for step, stats in read:

@@ -21,7 +21,7 @@ from model.config import ModelConfig, TrainConfig
 from model.inference import generate
 from model.losses import BinaryLoss, CategoryLoss
 from model.networks import build_discriminator, build_generator
-from model.spectral import reuse_spectral_norm, spectral_norm_layers
+from model.spectral import power_iteration, reuse_spectral_norm, spectral_norm_layers
 from utils.device import AMP_DTYPES, autocast, effective_amp
 from utils.distributed import SINGLE, Distributed
 from utils.errors import UserError
@@ -189,6 +189,7 @@ class TrainingStep:
             D_train = DDP(self.netD, device_ids=ids, **NO_FORWARD_BUFFER_SYNC)
         wrap = torch.compile if compile else (lambda module: module)
         self.G, self.D = wrap(G_train), wrap(D_train)
+        self.power_iteration = wrap(power_iteration)   # SN's, once per block (reuse_spectral_norm)
         self.G_eval = wrap(self.netG) if self.dist.enabled else self.G
         self.D_in_G_step = wrap(self.netD) if self.dist.enabled else self.D
 
@@ -219,7 +220,7 @@ class TrainingStep:
 
     # ---------------------------------------------------------------- forward
     def forward(self) -> None:
-        with self.autocast(), reuse_spectral_norm(self.sn_layers_G):
+        with self.autocast(), reuse_spectral_norm(self.sn_layers_G, self.power_iteration):
             self._forward()
 
     def _forward(self) -> None:
@@ -244,7 +245,7 @@ class TrainingStep:
 
     def _backward(self, losses, scaler: torch.amp.GradScaler, total: str) -> dict:
         """Compute `losses()` (D's spectral norms computed once for all its calls), backpropagate `total`."""
-        with self.autocast(), reuse_spectral_norm(self.sn_layers_D):
+        with self.autocast(), reuse_spectral_norm(self.sn_layers_D, self.power_iteration):
             stats = losses()
         scaler.scale(stats[total]).backward()
         return {k: v.detach() for k, v in stats.items()}
