@@ -89,10 +89,12 @@ class FP32SpectralNorm(SpectralNorm):
     def __call__(self, module: nn.Module, inputs) -> None:
         # One power iteration per training block (see reuse_spectral_norm); a training-mode
         # forward outside any block iterates on every call, as torch's spectral norm does.
-        iterate = module.training and not module.__dict__.get("_sn_iterated", False)
+        # Plain attributes (set by apply_spectral_norm), which dynamo reads as constants on every
+        # torch version; `module.__dict__.get` breaks torch 2.3's graph.
+        iterate = module.training and not module._sn_iterated
         # Eager calls in a block share one W / sigma (and one backward through it); a compiled
         # graph computes its own, fused into the layer, and keeps no Python state between calls.
-        cache = None if _is_compiling() else module.__dict__.get("_sn_weight_cache")
+        cache = None if _is_compiling() else module._sn_weight_cache
         if cache:
             setattr(module, self.name, cache[0])
             return
@@ -131,14 +133,12 @@ def reuse_spectral_norm(layers: list[nn.Module], iterate=power_iteration):
     if training:
         iterate(training)
     for layer in training:
-        layer.__dict__["_sn_iterated"] = True
-        layer.__dict__["_sn_weight_cache"] = []
+        layer._sn_iterated, layer._sn_weight_cache = True, []
     try:
         yield
     finally:
         for layer in training:
-            layer.__dict__.pop("_sn_iterated", None)
-            layer.__dict__.pop("_sn_weight_cache", None)
+            layer._sn_iterated, layer._sn_weight_cache = False, None
 
 
 def apply_spectral_norm(net: nn.Module) -> nn.Module:
@@ -152,6 +152,8 @@ def apply_spectral_norm(net: nn.Module) -> nn.Module:
         if isinstance(module, SN_LAYER_TYPES) and not has_spectral_norm(module):
             spectral_norm(module)
             _sn_hook(module).__class__ = FP32SpectralNorm
+            # outside reuse_spectral_norm's blocks: iterate on every training-mode call, share nothing
+            module._sn_iterated, module._sn_weight_cache = False, None
     return net
 
 

@@ -13,7 +13,8 @@ PY=.venv/bin/python
 EXP=${EXP:-experiments/demo}
 RECIPE="--sn-generator --sn-discriminator --norm_D none"
 if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    SIZE=256; WIDTH=64; STEPS=${DEMO_STEPS:-20000}; EXTRA="--amp bf16 --channels_last"
+    # train.py's GPU defaults: bf16 + channels_last where the GPU has bf16 tensor cores
+    SIZE=256; WIDTH=64; STEPS=${DEMO_STEPS:-20000}; EXTRA=""
 elif "$PY" -c "import sys, torch; sys.exit(0 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 1)"; then
     # bf16 instructions (AVX-512 BF16, AMX): a step takes ~0.75x the time, so more steps fit
     SIZE=64; WIDTH=32; STEPS=${DEMO_STEPS:-1000}; EXTRA="--amp bf16"
