@@ -49,13 +49,13 @@ class _DivideBySigma(torch.autograd.Function):
 class FP32SpectralNorm(SpectralNorm):
     """torch's SpectralNorm as plain tensor operations that torch.compile traces whole.
 
-    The forward pre-hook is one power iteration under no_grad that updates the `u`/`v`
-    buffers in place (`copy_`, which dynamo turns into a buffer mutation of the graph),
-    then W / sigma. There is no Python state that varies from step to step, so a
-    compiled network neither breaks its graph at the hook nor recompiles. It runs in
-    float32 under autocast: in bf16/fp16 the sigma estimate would drift; the weight it
-    returns is cast down by the layer as usual. The updates are torch's (the same u, v,
-    the same keys in the state dict); sigma reuses the iteration's last W v.
+    The power iteration runs under no_grad and updates the `u`/`v` buffers in place
+    (`copy_`, which dynamo turns into a buffer mutation of the graph); the forward
+    pre-hook then sets W / sigma, sigma = u^T W v. There is no Python state that varies
+    from step to step, so a compiled network neither breaks its graph at the hook nor
+    recompiles. Both run in float32 under autocast: in bf16/fp16 the sigma estimate would
+    drift; the weight is cast down by the layer as usual. The updates are torch's (the
+    same u, v, the same keys in the state dict).
     """
 
     def iterate(self, module: nn.Module) -> None:
@@ -104,7 +104,7 @@ class FP32SpectralNorm(SpectralNorm):
             cache.append(weight)
 
 
-# torch.compiler.is_compiling arrived in torch 2.3's successors; torch._dynamo's is the older name
+# torch.compiler.is_compiling where torch has it, else torch._dynamo's older one
 _is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
 
 
@@ -122,8 +122,9 @@ def reuse_spectral_norm(layers: list[nn.Module], iterate=power_iteration):
     zi2zi calls G twice per forward (the image, then the encoder on the output) and
     D twice per D step; within one such block the parameters are fixed and every call
     joins one autograd graph, so one iteration serves them all, and W / sigma from the
-    same u and v is computed once for all eager calls (compiled graphs fuse their own). The iteration runs here, before the networks, so a
-    compiled network's graph is the same in every call (no per-call Python state).
+    same u and v is computed once for all eager calls (compiled graphs fuse their own).
+    The iteration runs here, before the networks, so a compiled network's graph is the
+    same in every call (no per-call Python state).
     Outside the block, a training-mode forward iterates on every call, as plain spectral
     norm does; in eval mode no call iterates. `iterate` runs the iteration (a compiled
     `power_iteration` under --compile: one graph for all layers instead of ~10 kernel
