@@ -9,7 +9,6 @@ the same device: theirs as it runs (fp32, `set_input` + `optimize_parameters`), 
 from __future__ import annotations
 
 import importlib
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from model import ModelConfig, TrainConfig
 from training.step import TrainingStep
 from utils.errors import UserError
 
-from .measure import timed
+from .measure import in_turns, timed
 
 
 def _top_level_names(folder: Path) -> set[str]:
@@ -102,14 +101,10 @@ def bench_anchor(checkout: str | Path, config: ModelConfig, device: torch.device
             compile_s[name] = time.perf_counter() - start
     for fn in runs.values():
         timed(fn, device, 0, warmup)
-    times = {name: [] for name in runs}
-    for _ in range(steps):   # in turns, so a drifting machine speed affects all alike
-        for name, fn in runs.items():
-            times[name] += timed(fn, device, 1, 0)
-    theirs_s = statistics.median(times["zi2zi-pytorch (fp32)"])
+    step_s = in_turns(runs, device, steps)
+    theirs_s = step_s["zi2zi-pytorch (fp32)"]
     out = {}
-    for name, measured in times.items():
-        step = statistics.median(measured)
+    for name, step in step_s.items():
         out[name] = {"step_s": step, "img_per_s": batch / step, "speed_vs_zi2zi_pytorch": theirs_s / step}
         if name in compile_s:
             out[name]["compile_s"] = compile_s[name]

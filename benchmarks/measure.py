@@ -44,6 +44,16 @@ def timed(fn, device, steps: int, warmup: int) -> list[float]:
     return times
 
 
+def in_turns(runs: dict, device, steps: int) -> dict[str, float]:
+    """Median seconds per call of each of `runs` (name -> function), called in turns (A, B, C, A, B,
+    C, ...) so that a drifting machine speed affects them alike."""
+    times = {name: [] for name in runs}
+    for _ in range(steps):
+        for name, fn in runs.items():
+            times[name] += timed(fn, device, 1, 0)
+    return {name: statistics.median(measured) for name, measured in times.items()}
+
+
 def machine(device: torch.device) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -169,10 +179,9 @@ def bench_device_augment(device: torch.device, size: int, batch: int, steps: int
 
 def bench_train(configs: dict[str, ModelConfig], device, batch: int, steps: int, warmup: int, amp="off",
                 channels_last=False, fused_adam=False, compiled: tuple[str, ...] = ()) -> dict:
-    """Training step time of several configs, measured in turns (A, B, C, A, B, C, ...)
-    so that drifting machine speed affects them alike. The configs named in `compiled` run
-    through torch.compile; their warm-up time (the compiling) is reported as compile_s."""
-    models, times, flops, compile_s = {}, {}, {}, {}
+    """Training step time of several configs, measured in turns (`in_turns`). The configs named in
+    `compiled` run through torch.compile; their warm-up time (the compiling) is reported as compile_s."""
+    models, flops, compile_s = {}, {}, {}
     for name, config in configs.items():
         torch.manual_seed(0)
         model = TrainingStep(config, TrainConfig(), device, amp=amp, channels_last=channels_last,
@@ -184,19 +193,16 @@ def bench_train(configs: dict[str, ModelConfig], device, batch: int, steps: int,
         timed(model.step_on_device, device, 0, max(warmup, 1) if name in compiled else warmup)
         if name in compiled:
             compile_s[name] = time.perf_counter() - start
-        models[name], times[name] = model, []
+        models[name] = model
         # the FLOP counter does not see inside compiled graphs: a compiled config takes its eager twin's count
         twin = next((flops[n] for n, c in configs.items() if c == config and n in flops), None)
         flops[name] = twin if name in compiled else flops_per_step(model)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(steps):
-        for name, model in models.items():
-            times[name] += timed(model.step_on_device, device, 1, 0)
+    step_s = in_turns({name: model.step_on_device for name, model in models.items()}, device, steps)
     out = {}
     peak = peak_bf16_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
-    for name in models:
-        step = statistics.median(times[name])
+    for name, step in step_s.items():
         out[name] = {"step_s": step, "it_per_s": 1 / step, "img_per_s": batch / step}
         if flops[name]:
             out[name].update(tflop_per_step=flops[name] / 1e12, tflop_per_s=flops[name] / step / 1e12)

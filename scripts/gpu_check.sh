@@ -100,7 +100,7 @@ print(f"GPU: {gpu}; torch {torch.__version__}; CUDA {torch.version.cuda}; cuDNN 
 stage "bench_$device" "$bench_cap" "$python" bench.py --device "$device" "${bench_args[@]}" "${anchor_args[@]}" \
     --out "$out/bench_$device.json"
 # The tests that run on CUDA when it is there (device-parametrised steps, amp, channels_last,
-# checkpoints, the loader, settings), then compiled SN on the device; each test at most 60 s.
+# checkpoints, the loader, settings), then compiled SN on the device; each test under its own --timeout.
 stage "pytest_$device" 60 "$python" -m pytest -q -rfE -p no:cacheprovider --timeout 45 -m "not slow" \
     tests/test_device.py tests/test_fast_path.py tests/test_training.py tests/test_settings.py
 stage "pytest_compile_$device" 70 "$python" -m pytest -q -rfE -p no:cacheprovider --timeout 65 \

@@ -122,12 +122,11 @@ def test_the_launcher_s_status_is_that_of_the_rank_whose_line_it_prints(tmp_path
                                          (["--nproc_per_node", "many"], "Unsupported nproc_per_node value: many"),
                                          # torch's own reason here, where it gives one (2.3's assert has none)
                                          (["--nnodes", "0", "--nproc_per_node", "1"], "")])
-def test_bad_torchrun_flags_are_one_line(flags, says, capsys):
-    from utils.launcher import launch
-    assert launch([*flags, "train.py", "--experiment_dir", "x"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith(f"error: launch.py: bad torchrun flags '{' '.join(flags)}'")
-    assert says in err
+def test_bad_torchrun_flags_are_one_line(flags, says, run_script):
+    result = run_script("launch.py", *flags, "train.py", "--experiment_dir", "x", check=False)
+    err = result.stderr.strip()
+    assert result.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: launch.py: bad torchrun flags '{' '.join(flags)}'") and says in err
 
 
 def test_every_experiment_path_comes_from_one_layout(tmp_path):
