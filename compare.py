@@ -42,7 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--val_obj", help="evaluation pairs (.obj)")
     p.add_argument("--src_font", help="render the evaluation set: source font")
     p.add_argument("--dst_font", action="append", default=[], help="LABEL=FONT, once per style")
-    p.add_argument("--charset", default="CN", help="characters to render (CN, CN_T, JP, KR or a text file)")
+    p.add_argument("--charset", default="CN", help="characters to render (CN, CN_T, JP, KR, FREQn or a text file)")
     p.add_argument("--max_samples", type=int, default=2000, help="evaluate on at most this many pairs")
     p.add_argument("--out_dir", required=True, help="where the report goes")
     p.add_argument("--checkpoints", type=int, default=6,

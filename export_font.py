@@ -47,7 +47,7 @@ def parse_args(argv=None):
     g.add_argument("--type_file", help="style names, one per line (line number = label), or font2img's --label_map")
     g.add_argument("--src_font", required=True, help="the source font of training (its metrics go into the font)")
     g.add_argument("--src_font_index", type=int, default=0, help="face number inside a .ttc collection")
-    g.add_argument("--charset", default="data", help="CN, CN_T, JP, KR, a text file, or data (default: the "
+    g.add_argument("--charset", default="data", help="CN, CN_T, JP, KR, FREQn, a text file, or data (default: the "
                                                       "characters of the experiment's training data)")
     g.add_argument("--out", help="the font: NAME.ttf (TrueType), NAME.otf (CFF outlines), NAME.woff2 (for the web) "
                                  "or NAME.ufo (a folder font editors open) (default: experiment_dir/font/"

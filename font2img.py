@@ -24,7 +24,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from data.charsets import BUILTIN, load_charset
+from data.charsets import NAMES_HELP, load_charset
 from data.pairs import DEFAULT_NAME_PATTERN, font2font, images2pairs, read_label_map, scan_glyph_images
 from data.render import Font, FontSet, RenderSettings, list_faces
 from utils.cli import run
@@ -47,7 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--name_pattern", default=DEFAULT_NAME_PATTERN,
                    help="regex for glyph image names, with groups char|codepoint and optional label")
     p.add_argument("--label_map", help="JSON object mapping label names in file names to numbers")
-    p.add_argument("--charset", default="CN", help=f"one of {', '.join(BUILTIN)} or a UTF-8 text file")
+    p.add_argument("--charset", default="CN", help=f"one of {NAMES_HELP}")
     p.add_argument("--sample_count", type=int, default=5000, help="pairs to write at most (0: no limit)")
     p.add_argument("--sample_dir", default="sample_dir", help="where the paired images go (zi2zi's default)")
     p.add_argument("--label", type=int, default=0, help="style label of the target glyphs")

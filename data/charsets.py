@@ -4,12 +4,16 @@
     CN_T  Big5 level-1 hanzi (5,401)
     JP    JIS X 0208 kanji (6,355)
     KR    KS X 1001 hangul syllables (2,350)
+    FREQn the n most used GB2312 hanzi (FREQ300, FREQ1000, ...: any n from 1 to 6,763),
+          in the order of data/charsets_data/hanzi_by_frequency.txt
+          (scripts/make_frequency_list.py says where the order comes from)
 
 Anything else given as a charset is read as a text file: every character of every
 line, de-duplicated in order of first appearance, whitespace ignored.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +21,9 @@ from pathlib import Path
 from utils.errors import UserError
 
 BUILTIN = ("CN", "CN_T", "JP", "KR")
+FREQUENCY_FILE = Path(__file__).resolve().parent / "charsets_data" / "hanzi_by_frequency.txt"
+FREQUENCY_NAME = re.compile(r"^FREQ(\d+)$")
+NAMES_HELP = "CN, CN_T, JP, KR, FREQn (the n most used hanzi, e.g. FREQ300) or a UTF-8 text file"
 
 
 def _decode_rows(codec: str, leads: range, trails: list[int]) -> list[str]:
@@ -68,10 +75,27 @@ def gb2312_level1() -> tuple[str, ...]:
     return builtin_charset("CN")[:3755]
 
 
+@lru_cache(maxsize=None)
+def hanzi_by_frequency() -> tuple[str, ...]:
+    """Every GB2312 hanzi, the most used first."""
+    return tuple(ch for ch in FREQUENCY_FILE.read_text(encoding="utf-8") if not ch.isspace())
+
+
+def most_frequent(count: int) -> list[str]:
+    ranked = hanzi_by_frequency()
+    if not 1 <= count <= len(ranked):
+        raise UserError(f"--charset FREQ{count}: n must be 1 to {len(ranked)} (the GB2312 hanzi)")
+    return list(ranked[:count])
+
+
+def is_builtin(spec: str) -> bool:
+    return spec in BUILTIN or FREQUENCY_NAME.match(spec) is not None
+
+
 def read_charset_file(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--charset {path}: no such file, and not one of {', '.join(BUILTIN)}")
+        raise UserError(f"--charset {path}: no such file, and not one of {', '.join(BUILTIN)}, FREQn")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -83,7 +107,10 @@ def read_charset_file(path: str | Path) -> list[str]:
 
 
 def load_charset(spec: str) -> list[str]:
-    """A built-in name (CN, CN_T, JP, KR) or a text file path."""
+    """A built-in name (CN, CN_T, JP, KR, FREQn) or a text file path."""
     if spec in BUILTIN:
         return list(builtin_charset(spec))
+    frequent = FREQUENCY_NAME.match(spec)
+    if frequent:
+        return most_frequent(int(frequent.group(1)))
     return read_charset_file(spec)

@@ -50,6 +50,7 @@ class Font:
             tt = TTFont(str(self.path), fontNumber=index, lazy=True)
             cmap = tt.getBestCmap()
             self.name = tt["name"].getDebugName(4) or self.path.stem
+            self.em_ascent = em_ascent(tt)
             tt.close()
             self.pil = ImageFont.truetype(str(self.path), char_size, index=index)
         except (TTLibError, OSError) as err:
@@ -64,6 +65,29 @@ class Font:
 
     def font_for(self, ch: str) -> "Font | None":
         return self if self.has_char(ch) else None
+
+
+def em_ascent(tt) -> float:
+    """The share of the em box above the baseline.
+
+    A CJK font's ideographic em box runs from its typographic descender (-0.12 em in most)
+    up one em; a font without a usable descender gets that common -0.12.
+    """
+    upm = tt["head"].unitsPerEm
+    descender = tt["OS/2"].sTypoDescender if "OS/2" in tt else 0
+    if not -0.5 * upm < descender < 0:
+        descender = -0.12 * upm
+    return (upm + descender) / upm
+
+
+def draw_in_em_box(draw: ImageDraw.ImageDraw, font: "Font", ch: str, box: tuple[float, float, float],
+                   fill: int = 0) -> None:
+    """Draw `ch` where the font puts it in an em box of side box[2] at (box[0], box[1]) (pixels):
+    baseline at the em box's ascent, advance centred (an ideograph's advance is the em)."""
+    x, y, em = box
+    pil = ImageFont.truetype(str(font.path), max(1, round(em)), index=font.index)
+    advance = pil.getlength(ch)
+    draw.text((x + (em - advance) / 2, y + font.em_ascent * em), ch, fill=fill, font=pil, anchor="ls")
 
 
 class FontSet:
