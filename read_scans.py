@@ -70,7 +70,7 @@ def main(argv=None):
     missing = [n for n in range(1, len(layout.pages) + 1) if str(n) not in {k.split(":")[1] for k in
                                                                           folder.record["pages"]
                                                                           if k.startswith(layout.digest)}]
-    print(f"read {len(pages)} pages: {counts['ok']} glyphs ok, {counts['doubtful']} doubtful, "
+    print(f"read {len(pages)} page{'s' if len(pages) != 1 else ''}: {counts['ok']} glyphs ok, {counts['doubtful']} doubtful, "
           f"{counts['empty']} empty; contact sheets in {args.out_dir}/{RECORD_DIR}/")
     if missing:
         print(f"pages of this template not read yet: {', '.join(map(str, missing))}")

@@ -16,7 +16,6 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 from utils.errors import UserError
 
 MARGIN = 5
-SCAN_INK_THRESHOLD = 32  # scanned paper is never pure white: ignore faint grey when finding the ink
 
 
 @dataclass(frozen=True)
@@ -166,13 +165,23 @@ def render_char(font: Font | FontSet, ch: str, settings: RenderSettings) -> Imag
 
 
 def load_glyph_image(path: str | Path, settings: RenderSettings) -> Image.Image | None:
-    """A glyph image file (dark ink on light paper) normalised like a rendered glyph."""
+    """A glyph image file (dark ink on paper of any level) normalised like a rendered glyph.
+
+    The paper becomes white and the ink black first (data.cleanup: grey or unevenly lit paper,
+    shadows and noise), so a scanned glyph's background is the 255 a font's has.
+    """
+    import numpy as np
+
+    from .cleanup import clean_glyph
     try:
         with Image.open(path) as img:
-            gray = img.convert("L")
+            gray = np.asarray(img.convert("L"))
     except OSError as err:
         raise UserError(f"cannot read glyph image {path}: {err}") from None
-    return fit_glyph(ImageChops.invert(gray), settings, threshold=SCAN_INK_THRESHOLD)
+    cleaned = clean_glyph(gray)
+    if cleaned.empty:
+        return None
+    return fit_glyph(ImageChops.invert(Image.fromarray(cleaned.image)), settings)
 
 
 def paired_image(target: Image.Image, source: Image.Image) -> Image.Image:

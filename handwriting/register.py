@@ -18,7 +18,7 @@ from .sheet import CORNERS, Layout, Page, parse_qr
 from .template import aruco_dictionary
 
 MIN_DPI = 150         # below this a 15 mm cell is under 90 pixels: strokes blur into each other
-MAX_EDGE_SPREAD = 0.45  # mm an edge may be smeared over before the strokes' shapes are lost
+MAX_EDGE_SPREAD = 0.40  # mm an edge may be smeared over (Gaussian sigma ~0.23 mm): past it the QR code is lost
 MAX_MISFIT = 0.6      # mm the markers may stray from one flat page
 
 
@@ -73,13 +73,18 @@ def warp(gray: np.ndarray, homography: np.ndarray, box: tuple[float, float, floa
                                flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
-def edge_spread_mm(gray: np.ndarray, homography: np.ndarray, box: tuple[float, float, float]) -> float:
-    """How far a marker's black-white edges are smeared (mm): the grey pixels between black and
-    white over the length of the edges. A sharp print scanned at 300 dpi gives about 0.1 mm."""
+def edge_spread_mm(gray: np.ndarray, corners: np.ndarray, side_mm: float) -> float:
+    """How far one marker's black-white edges are smeared (mm): the grey pixels between black and
+    white over the length of the edges, measured on the marker straightened from its own corners
+    (so it needs no other marker). A sharp print scanned at 300 dpi gives about 0.1 mm."""
     import cv2
-    px_per_mm = 20
-    x, y, side = box
-    patch = warp(gray, homography, (x - 1, y - 1, side + 2), int((side + 2) * px_per_mm)).astype(np.float32)
+    px_per_mm, margin = 20, 1.0
+    size = int((side_mm + 2 * margin) * px_per_mm)
+    square = np.array([[margin, margin], [margin + side_mm, margin], [margin + side_mm, margin + side_mm],
+                       [margin, margin + side_mm]], np.float32) * px_per_mm
+    to_image = cv2.getPerspectiveTransform(square, corners.astype(np.float32))
+    patch = cv2.warpPerspective(gray, to_image, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
     dark, light = np.percentile(patch, 5), np.percentile(patch, 95)
     if light - dark < 20:
         return float("inf")
@@ -91,14 +96,24 @@ def edge_spread_mm(gray: np.ndarray, homography: np.ndarray, box: tuple[float, f
 
 
 def read_qr(gray: np.ndarray, homography: np.ndarray, layout: Layout) -> str:
+    """The text of the page's QR code, or "" when none can be read. OpenCV's decoders miss some
+    clean codes at one scale and read them at another, so a few scales and both decoders are tried."""
     import cv2
     x, y, side = layout.geometry.qr_box()
-    patch = warp(gray, homography, (x - 2, y - 2, side + 4), int((side + 4) * 12))
-    detector = cv2.QRCodeDetector()
-    for candidate in (patch, cv2.threshold(patch, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)[1]):
-        text, _, _ = detector.detectAndDecode(candidate)
-        if text:
-            return text
+    detectors = [cv2.QRCodeDetector()]
+    if hasattr(cv2, "QRCodeDetectorAruco"):
+        detectors.append(cv2.QRCodeDetectorAruco())
+    for px_per_mm in (10, 8, 12, 16, 6):
+        patch = warp(gray, homography, (x - 2, y - 2, side + 4), int((side + 4) * px_per_mm))
+        binary = cv2.threshold(patch, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)[1]
+        for detector in detectors:
+            for candidate in (patch, binary):
+                try:
+                    text, _, _ = detector.detectAndDecode(candidate)
+                except cv2.error:
+                    continue
+                if text:
+                    return text
     return ""
 
 
@@ -125,11 +140,18 @@ def register(name: str, gray: np.ndarray, layout: Layout) -> RegisteredPage:
                             f"pixels: scan at 300 dpi, or photograph the page closer")
         raise UserError(f"{name}: no corner markers found; is it a page of the template, with the four "
                         f"black corner squares in view and in focus?")
+    # blur first: a blurred photo loses markers too, and then a missing corner would be the wrong advice
+    spread = max(edge_spread_mm(gray, corners, geometry.marker) for corners in markers.values())
+    if spread > MAX_EDGE_SPREAD:
+        raise UserError(f"{name}: too blurred to read (edges smeared over {spread:.2f} mm, at most "
+                        f"{MAX_EDGE_SPREAD} mm reads); hold the camera still and focus on the page, or scan "
+                        f"at 300 dpi")
     missing = [CORNERS[i] for i in range(4) if i not in markers]
     if missing:
-        raise UserError(f"{name}: the page's {' and '.join(missing)} corner marker"
-                        f"{'s are' if len(missing) > 1 else ' is'} not in the picture (cut off or covered); "
-                        f"scan or photograph the whole page with all four corner squares")
+        names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+        raise UserError(f"{name}: the page's {names} corner marker{'s are' if len(missing) > 1 else ' is'} "
+                        f"not in the picture (cut off or covered); scan or photograph the whole page with all "
+                        f"four corner squares")
     homography, misfit = page_homography(layout, markers)
     side_px = np.mean([np.linalg.norm(np.roll(q, -1, axis=0) - q, axis=1).mean() for q in markers.values()])
     dpi = float(side_px / geometry.marker * 25.4)
@@ -141,11 +163,6 @@ def register(name: str, gray: np.ndarray, layout: Layout) -> RegisteredPage:
     if misfit > MAX_MISFIT:
         raise UserError(f"{name}: the corner markers do not lie on one flat page (off by {misfit:.1f} mm); "
                         f"flatten the paper and scan or photograph it again")
-    spread = max(edge_spread_mm(gray, homography, box) for box in geometry.marker_boxes().values())
-    if spread > MAX_EDGE_SPREAD:
-        raise UserError(f"{name}: too blurred to read (edges smeared over {spread:.2f} mm, at most "
-                        f"{MAX_EDGE_SPREAD} mm reads); hold the camera still and focus on the page, or scan "
-                        f"at 300 dpi")
     fields = parse_qr(read_qr(gray, homography, layout))
     if fields is None:
         raise UserError(f"{name}: the page's QR code cannot be read (covered, stained or not this template's); "

@@ -93,14 +93,22 @@ class TemplateWriter:
         pdf.set_text_color(0)
         pdf.set_font("helvetica", "B", 20)
         pdf.text(left, geometry.marker_inset + 7.5, f"{page.number}/{total}")
-        pdf.set_font("helvetica", "", 9)
-        pdf.text(left + 22, geometry.marker_inset + 4.5,
-                 f"Handwriting sheet {page.number} of {total}: {self.layout.charset_name}, "
-                 f"{len(self.layout.charset)} characters")
-        pdf.text(left + 22, geometry.marker_inset + 9.0,
-                 "Write each character inside its square, in dark ink (pen or marker).")
-        pdf.text(left + 22, geometry.marker_inset + 13.5,
-                 "Keep the four corner squares and the code uncovered; scan or photograph the whole page.")
+        lines = [f"Handwriting sheet {page.number} of {total}: {self.layout.charset_name}, "
+                 f"{len(self.layout.charset)} characters",
+                 "Write each character inside its square, in dark ink (pen or marker).",
+                 "Keep the corner squares and the code uncovered; scan or photograph the whole page."]
+        # the notes end before the QR code's quiet zone, however long the charset's name
+        room = geometry.qr_box()[0] - 1.0 - (left + 22)
+        points = 9.0
+        pdf.set_font("helvetica", "", points)
+        while points > 5 and max(pdf.get_string_width(line) for line in lines) > room:
+            points -= 0.5
+            pdf.set_font("helvetica", "", points)
+        for i, line in enumerate(lines):
+            line = line.encode("latin-1", "replace").decode("latin-1")   # the core font's characters only
+            while pdf.get_string_width(line) > room:
+                line = line[:-1]
+            pdf.text(left + 22, geometry.marker_inset + 4.5 + 4.5 * i, line)
         for cell in page.cells:
             self.draw_cell(cell)
 
