@@ -61,7 +61,7 @@ def main(argv=None):
             pages.append(page)
     counts = Counter()
     for page in sorted(pages, key=lambda p: p.page.number):
-        cells = read_page(page, args.size, center=args.center)
+        cells = read_page(page, layout, args.size, center=args.center)
         print(folder.write_page(layout, page, cells))
         for cell in cells:
             counts[cell.status.split(":")[0]] += 1

@@ -21,7 +21,7 @@ from data.render import Font
 from utils.errors import UserError
 from utils.io import atomic_write_text, save_image
 
-from .register import RegisteredPage, warp
+from .register import RegisteredPage, found_frame, warp, writing_box
 from .sheet import Layout
 
 RECORD_DIR = "reading"            # beside the glyphs: pages.json and the contact sheets
@@ -74,10 +74,18 @@ def doubts_about(image: np.ndarray, ink_level: float) -> list[str]:
     return doubts
 
 
-def read_page(page: RegisteredPage, size: int, center: bool = False) -> list[CellResult]:
+def read_page(page: RegisteredPage, layout: Layout, size: int, center: bool = False) -> list[CellResult]:
     results = []
-    for cell in tqdm(page.page.cells, desc=f"{page.name}", unit="cell", leave=False):
-        cleaned = clean_glyph(warp(page.gray, page.homography, cell.writing, size))
+    columns, _ = layout.geometry.grid_shape()
+    found: dict[tuple[int, int], tuple[float, float]] = {}
+    for index, cell in enumerate(tqdm(page.page.cells, desc=f"{page.name}", unit="cell", leave=False)):
+        # bent paper moves neighbouring cells alike: start from the offsets found left of and above this one
+        row, column = divmod(index, columns)
+        around = [found[k] for k in ((row, column - 1), (row - 1, column)) if k in found]
+        guess = tuple(np.mean(around, axis=0)) if around else (0.0, 0.0)
+        lines = found_frame(page.gray, page.homography, cell.frame, guess)
+        found[row, column] = ((lines[0] + lines[1]) / 2, (lines[2] + lines[3]) / 2)
+        cleaned = clean_glyph(warp(page.gray, page.homography, writing_box(cell, lines), size))
         if cleaned.empty:
             results.append(CellResult(cell.char, None))
             continue

@@ -20,6 +20,7 @@ from .template import aruco_dictionary
 MIN_DPI = 150         # below this a 15 mm cell is under 90 pixels: strokes blur into each other
 MAX_EDGE_SPREAD = 0.40  # mm an edge may be smeared over (Gaussian sigma ~0.23 mm): past it the QR code is lost
 MAX_MISFIT = 0.6      # mm the markers may stray from one flat page
+FRAME_SEARCH = 1.2    # mm around its expected place a cell's printed frame is looked for
 
 
 @dataclass
@@ -63,12 +64,12 @@ def page_homography(layout: Layout, markers: dict[int, np.ndarray]) -> tuple[np.
     return homography, float(np.abs(back - page_points).max())
 
 
-def warp(gray: np.ndarray, homography: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
-    """The square `box` (x, y, side in page mm) cut from the image as size x size pixels."""
+def warp(gray: np.ndarray, homography: np.ndarray, box: tuple[float, ...], size: int) -> np.ndarray:
+    """The box (x, y, side) or (x, y, width, height) in page mm cut from the image as size x size pixels."""
     import cv2
-    x, y, side = box
-    step = side / size
-    to_page = np.array([[step, 0, x + step / 2], [0, step, y + step / 2], [0, 0, 1]])
+    x, y, width, height = box if len(box) == 4 else (*box, box[2])
+    step_x, step_y = width / size, height / size
+    to_page = np.array([[step_x, 0, x + step_x / 2], [0, step_y, y + step_y / 2], [0, 0, 1]])
     return cv2.warpPerspective(gray, homography @ to_page, (size, size),
                                flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
@@ -155,7 +156,7 @@ def register(name: str, gray: np.ndarray, layout: Layout) -> RegisteredPage:
     homography, misfit = page_homography(layout, markers)
     side_px = np.mean([np.linalg.norm(np.roll(q, -1, axis=0) - q, axis=1).mean() for q in markers.values()])
     dpi = float(side_px / geometry.marker * 25.4)
-    if dpi < MIN_DPI:
+    if dpi < 0.95 * MIN_DPI:   # a 150 dpi scan measures a little under or over 150
         raise UserError(f"{name}: too small to read: the page is at about {dpi:.0f} dpi and reading needs at "
                         f"least {MIN_DPI} dpi ({round(page_width / 25.4 * MIN_DPI)} x "
                         f"{round(page_height / 25.4 * MIN_DPI)} pixels for the page): scan at 300 dpi, "
@@ -175,3 +176,62 @@ def register(name: str, gray: np.ndarray, layout: Layout) -> RegisteredPage:
     if not 1 <= number <= len(layout.pages):
         raise UserError(f"{name}: page {number} is not in --layout ({len(layout.pages)} pages)")
     return RegisteredPage(name, gray, homography, layout.page(number), dpi, turned_degrees(homography, layout))
+
+
+def found_frame(gray: np.ndarray, homography: np.ndarray, frame: tuple[float, float, float],
+                guess: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float, float, float]:
+    """Where a cell's printed frame really is: the offsets (mm) of its left, right, top and bottom
+    lines from where the page's homography puts them.
+
+    Paper that is not flat (curled, bent over a book's spine) and a phone lens's distortion move
+    the cells in the middle of a page by a millimetre or more while the corner markers stay put,
+    and even a flat page's homography is off by a few hundredths of a millimetre inside it, which
+    a 256-pixel glyph feels. The frame's two opposite lines are found together, a frame's side
+    apart (so a neighbour's line, a column gap away, is never taken for this one), in the median
+    darkness across each line (so ink or a label crossing it does not count). Where no line stands
+    out (a faint print, a stain), that direction keeps the guess. The search runs FRAME_SEARCH
+    either side of `guess` (mm), so a page bent further than that is followed cell by cell from
+    its neighbours' offsets.
+    """
+    px_per_mm = 20
+    margin = FRAME_SEARCH + 0.3
+    x, y, side = frame
+    x, y = x + guess[0], y + guess[1]
+    size = int(round((side + 2 * margin) * px_per_mm))
+    patch = warp(gray, homography, (x - margin, y - margin, side + 2 * margin), size).astype(np.float32)
+    darkness = np.percentile(patch, 95) - patch          # 0 on paper
+    across = slice(int(size * 0.2), int(size * 0.8))      # away from the corners
+    reach = int(round(FRAME_SEARCH * px_per_mm))
+    # where the lines' centres should be, in pixel indices (pixel i covers i-0.5 .. i+0.5)
+    expected = (margin * px_per_mm - 0.5, (margin + side) * px_per_mm - 0.5)
+    first, second = (int(round(e)) for e in expected)
+    shifts = []
+    for axis in (1, 0):   # columns (x), then rows (y)
+        profile = np.median(darkness[across, :] if axis == 1 else darkness[:, across], axis=1 - axis)
+        pair = [profile[first + k] + profile[second + k] for k in range(-reach, reach + 1)]
+        best = int(np.argmax(pair)) - reach
+        # each line then on its own, a little way either side: bent paper stretches a cell too
+        lines = []
+        for joint in (first + best, second + best):
+            near = np.arange(max(joint - 8, 4), min(joint + 9, len(profile) - 4))
+            lines.append(int(near[np.argmax(profile[near])]))
+        base = guess[0] if axis == 1 else guess[1]
+        if min(profile[lines[0]], profile[lines[1]]) < 25:   # no frame line there
+            shifts += [base, base]
+            continue
+        for line, where in zip(lines, expected):
+            # the line's centre to a fraction of a pixel: a tenth of a millimetre is a 2-pixel
+            # shift of a 256-pixel glyph, which costs a tenth of its IoU
+            around = np.arange(line - 4, line + 5)
+            weight = np.clip(profile[around] - 0.25 * profile[line], 0, None)
+            shifts.append(base + (float((around * weight).sum() / weight.sum()) - where) / px_per_mm)
+    return tuple(shifts)
+
+
+def writing_box(cell, lines: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """The cell's writing square (x, y, width, height in page mm) moved and stretched as its frame was."""
+    left, right, top, bottom = lines
+    fx, fy, frame = cell.frame
+    x, y, side = cell.writing
+    scale_x, scale_y = 1 + (right - left) / frame, 1 + (bottom - top) / frame
+    return (x + left + (x - fx) * (scale_x - 1), y + top + (y - fy) * (scale_y - 1), side * scale_x, side * scale_y)
