@@ -34,7 +34,7 @@ def parse_args(argv=None):
                    help=f"characters to write: {NAMES_HELP} (default {DEFAULT_CHARSET}: the 300 most used hanzi)")
     p.add_argument("--missing_from", metavar="FONT",
                    help="only the characters of --charset this font lacks (to complete a font)")
-    p.add_argument("--paper", choices=sorted(PAPER_MM), default="A4")
+    p.add_argument("--paper", choices=sorted(PAPER_MM), default="A4", help="paper size (default A4)")
     p.add_argument("--label_font", default=str(BUNDLED_FONT),
                    help="font the characters are printed in (default: the bundled Noto Sans SC subset, "
                         "which has the FREQ500 hanzi; give a full CJK font for other sets)")

@@ -8,6 +8,7 @@ bounding box to the middle instead (its size unchanged).
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,11 +102,13 @@ class GlyphFolder:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.record_path = self.folder / RECORD_DIR / "pages.json"
-        self.record = {"pages": {}}
+        # pages: what each page's reading found; glyphs: which page each CHAR.png came from last
+        self.record = {"pages": {}, "glyphs": {}}
         if self.record_path.exists():
             try:
                 self.record = json.loads(self.record_path.read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+                self.record.setdefault("glyphs", {})
+            except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
                 raise UserError(f"{self.record_path}: damaged; move it away to start the record again "
                                 f"(the glyphs beside it are kept)") from None
 
@@ -116,15 +119,22 @@ class GlyphFolder:
     def write_page(self, layout: Layout, page: RegisteredPage, cells: list[CellResult]) -> str:
         """Write the page's glyphs (replacing what an earlier reading of it wrote); say what happened."""
         key = self.key(layout, page.page.number)
+        owners = self.record["glyphs"]
         earlier = self.record["pages"].get(key)
-        if earlier:
-            for ch, status in earlier["cells"].items():
-                if status != "empty":
+        if earlier:   # this page's earlier glyphs go, unless another page has written that character since
+            for ch in earlier["cells"]:
+                if owners.get(ch) == key:
                     (self.folder / f"{ch}.png").unlink(missing_ok=True)
+                    del owners[ch]
+        taken_over = []
         for cell in cells:
             if cell.image is not None:
                 save_image(Image.fromarray(cell.image), self.folder / f"{cell.char}.png")
-        sheet = self.folder / RECORD_DIR / f"page_{layout.charset_name or 'sheet'}_{page.page.number:02d}.png"
+                if owners.get(cell.char, key) != key:
+                    taken_over.append(cell.char)
+                owners[cell.char] = key
+        name = re.sub(r"[^\w.-]+", "_", layout.charset_name).strip("_") or "sheet"
+        sheet = self.folder / RECORD_DIR / f"page_{name}_{page.page.number:02d}.png"
         save_image(contact_sheet(layout, page, cells), sheet)
         self.record["pages"][key] = {
             "page": page.page.number, "pages": len(layout.pages), "charset_name": layout.charset_name,
@@ -138,6 +148,9 @@ class GlyphFolder:
             line += f" (the page was turned {page.turned} degrees; read the right way round)"
         if earlier:
             line += f"; replaces the glyphs read from {earlier['source']} at {earlier['read_at']}"
+        if taken_over:
+            line += (f"; {len(taken_over)} replace glyphs another page wrote "
+                     f"(e.g. {''.join(taken_over[:10])})")
         return line
 
 

@@ -213,7 +213,7 @@ def found_frame(gray: np.ndarray, homography: np.ndarray, frame: tuple[float, fl
         # each line then on its own, a little way either side: bent paper stretches a cell too
         lines = []
         for joint in (first + best, second + best):
-            near = np.arange(max(joint - 8, 4), min(joint + 9, len(profile) - 4))
+            near = np.arange(max(joint - 12, 4), min(joint + 13, len(profile) - 4))   # 0.6 mm
             lines.append(int(near[np.argmax(profile[near])]))
         base = guess[0] if axis == 1 else guess[1]
         if min(profile[lines[0]], profile[lines[1]]) < 25:   # no frame line there

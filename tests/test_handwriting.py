@@ -391,3 +391,32 @@ def test_the_readme_handwriting_path_runs_as_written(sheets, tmp_path, run_scrip
     cmap = TTFont(font).getBestCmap()
     assert sum(ord(c) in cmap for c in load_charset("FREQ500")) == 24
     shutil.rmtree(hand / "scans")
+
+
+def test_a_glyph_another_template_wrote_since_is_not_removed_by_rereading(sheets, tmp_path, capsys):
+    root, layout, written = sheets
+    out = tmp_path / "glyphs"
+    read_scans.main(["--layout", str(root / "template.json"), "--out_dir", str(out), "--size", str(SIZE),
+                     str(save(written[1].image, tmp_path / "a1.jpg"))])
+    # a second template that shares 的 and 是 with the first page of the first
+    (tmp_path / "more.txt").write_text("的是永", encoding="utf-8")
+    make_template.main(["--charset", str(tmp_path / "more.txt"), "--out", str(tmp_path / "more.pdf")])
+    more = Layout.load(tmp_path / "more.json")
+    page = synthetic.write_page(synthetic.render_page(tmp_path / "more.pdf", 1), more, more.page(1), HAND, SIZE,
+                                seed=4, blank_every=0)
+    capsys.readouterr()
+    read_scans.main(["--layout", str(tmp_path / "more.json"), "--out_dir", str(out), "--size", str(SIZE),
+                     str(save(page.image, tmp_path / "b1.jpg"))])
+    assert "; 2 replace glyphs another page wrote (e.g. 的是)" in capsys.readouterr().out
+    theirs = (out / "的.png").read_bytes()
+    # the first page scanned again with 的's square blank: its old 的 is not its to remove any more
+    blank = written[1].image.copy()
+    px = blank.shape[1] / layout.geometry.page_size[0]
+    x, y, side = layout.page(1).cells[0].writing
+    assert layout.page(1).cells[0].char == "的"
+    blank[int(y * px) - 2:int((y + side) * px) + 2, int(x * px) - 2:int((x + side) * px) + 2] = 255
+    read_scans.main(["--layout", str(root / "template.json"), "--out_dir", str(out), "--size", str(SIZE),
+                     str(save(blank, tmp_path / "a1-again.png"))])
+    assert (out / "的.png").read_bytes() == theirs
+    record = json.loads((out / "reading" / "pages.json").read_text(encoding="utf-8"))
+    assert record["glyphs"]["的"].startswith(more.digest) and record["glyphs"]["是"].startswith(layout.digest)
