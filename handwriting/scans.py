@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from data.pairs import IMAGE_SUFFIXES
 from utils.errors import UserError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 PDF_DPI = 300   # PDF pages (a scanner's "scan to PDF") are rendered at this resolution
 
 
