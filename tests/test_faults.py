@@ -461,3 +461,21 @@ def test_a_nan_between_log_steps_still_saves_no_weights(tiny_trainer, tmp_path):
         trainer.run()
     assert model.step == 3   # the run went on to the checkpoint's read, not beyond
     assert not available_steps(exp / "checkpoint")
+
+
+def test_init_from_takes_the_best_checkpoint_of_a_run(tmp_path):
+    import torch
+
+    from model.checkpoint import write_best
+    from training.start import parse_init_from
+    ckpt = tmp_path / "base" / "checkpoint"
+    ckpt.mkdir(parents=True)
+    for step in (10, 20):
+        for net in "GD":
+            torch.save({}, ckpt / f"{step}_net_{net}.pth")
+    with pytest.raises(UserError, match="no best.json .* --keep_best"):
+        parse_init_from(f"{tmp_path / 'base'}:best")
+    write_best(ckpt, 10, "ssim", 0.5, True)
+    assert parse_init_from(f"{tmp_path / 'base'}:best") == (ckpt, 10)
+    assert parse_init_from(f"{tmp_path / 'base'}:latest") == (ckpt, 20)
+    assert parse_init_from(str(tmp_path / "base")) == (ckpt, 20)

@@ -264,7 +264,8 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     g.add_argument("--resume", help="step number or 'latest': continue that checkpoint's run (or fine-tune "
                                     "zi2zi-pytorch's weights-only checkpoint of that step)")
     g.add_argument("--init_from", metavar="DIR[:STEP]",
-                   help="start a new experiment from another run's or a pre-trained model's weights")
+                   help="start a new experiment from another run's or a pre-trained model's weights; STEP is a "
+                        "step number, latest (default) or best (that run's --keep_best choice)")
     g.add_argument("--dry_run", action="store_true", help="print the resolved settings and exit")
     g = p.add_argument_group("architecture (saved in the checkpoint; contradicting it on resume is an error)")
     add_architecture_flags(g)

@@ -96,9 +96,11 @@ def decide_start(flags: dict, checkpoint_dir: Path) -> Start:
 
 
 def parse_init_from(text: str) -> tuple[Path, int]:
-    """`DIR[:STEP]`: an experiment folder (its checkpoint/) or a folder of `{step}_net_*.pth` files."""
+    """`DIR[:STEP]`: an experiment folder (its checkpoint/) or a folder of `{step}_net_*.pth` files;
+    STEP is a step number, `latest` (the default) or `best` (the run's best.json, under --keep_best)."""
     head, sep, tail = text.rpartition(":")
-    folder, step = (Path(head), tail) if sep and (tail.isdigit() or tail == "latest") else (Path(text), "latest")
+    named = sep and (tail.isdigit() or tail in ("latest", "best"))
+    folder, step = (Path(head), tail) if named else (Path(text), "latest")
     inside = Experiment.at(folder).checkpoint
     if inside.is_dir():   # an experiment folder
         folder = inside
