@@ -102,6 +102,11 @@ def main(argv=None):
             print(f"{row['recipe']}: {row['trained']} trained, {row['collapsed']} collapsed, {row['diverged']} "
                   f"diverged of {row['runs']}; SSIM median {fmt(row['median_ssim'])}, worst {fmt(row['worst_ssim'])}")
     files = write_report(report, evalset, args.out_dir, args.grid_count, summary)
+    floor = report.floor["overall"]
+    print(f"{'floor':8s} copying the source: " + ", ".join(f"{m} {fmt(v)}" for m, v in floor.items()))
+    for r in report.runs:
+        gains = ", ".join(f"{m} {fmt(d.mean, 3)} [{fmt(d.low, 3)}, {fmt(d.high, 3)}]" for m, d in r.versus_floor.items())
+        print(f"{'gain':8s} {r.name} over the floor: {gains}")
     base = report.runs[0]
     for r in report.runs[1:]:
         for metric, d in r.versus_first.items():

@@ -27,8 +27,8 @@ from utils.errors import UserError
 from utils.experiment import Experiment
 from utils.logs import read_jsonl
 
-from .metrics import (METRICS, PairedDifference, is_collapsed, label_sensitivity, paired_bootstrap, score_outputs,
-                      stability_measures, to_unit)
+from .metrics import (FLOOR_NAME, METRICS, PairedDifference, copy_source_scores, is_collapsed, label_sensitivity,
+                      paired_bootstrap, score_outputs, stability_measures, to_unit)
 
 
 @dataclass
@@ -207,6 +207,7 @@ class RunResult:
     log: list[dict]               # train.jsonl rows up to the evaluated step
     series: list[dict]            # metrics at evenly spaced checkpoints
     versus_first: dict[str, PairedDifference] = field(default_factory=dict)
+    versus_floor: dict[str, PairedDifference] = field(default_factory=dict)   # run minus copying the source
 
     @property
     def step(self) -> int:
@@ -232,7 +233,8 @@ class RunResult:
         return {"name": self.name, "experiment_dir": self.experiment_dir, "step": self.step,
                 "config": self.config.to_dict(), "summary": self.summary, "collapse": self.collapse,
                 "collapsed": self.collapsed, "trend": self.trend, "stability": self.stability,
-                "series": self.series, "versus_first": {k: asdict(v) for k, v in self.versus_first.items()}}
+                "series": self.series, "versus_first": {k: asdict(v) for k, v in self.versus_first.items()},
+                "versus_floor": {k: asdict(v) for k, v in self.versus_floor.items()}}
 
 
 @dataclass
@@ -243,10 +245,11 @@ class Comparison:
     samples: int
     seed: int
     runs: list[RunResult]
+    floor: dict = field(default_factory=dict)   # copying the source: {"overall": ..., "by_label": ...}
 
     def to_json(self) -> dict:
         return {"eval_set": self.eval_set, "labels": self.labels, "samples": self.samples, "seed": self.seed,
-                "runs": [r.to_json() for r in self.runs]}
+                "floor": {"name": FLOOR_NAME, **self.floor}, "runs": [r.to_json() for r in self.runs]}
 
 
 def evaluate_run(run: RunSpec, evalset: EvalSet, device, batch_size: int, checkpoints: int) -> RunResult:
@@ -273,4 +276,11 @@ def compare_runs(runs: list[RunSpec], evalset: EvalSet, device, batch_size: int 
         r.versus_first = {metric: paired_bootstrap(base.evaluated.metrics[metric], r.evaluated.metrics[metric],
                                                    higher, (base.name, r.name), n_boot, seed)
                           for metric, higher in METRICS.items()}
-    return Comparison(evalset.description, sorted(set(evalset.labels.tolist())), len(evalset.labels), seed, results)
+    # the trivial answer on the same pairs: how much of each score the model learned
+    floor = copy_source_scores(evalset.sources, evalset.targets)
+    for r in results:
+        r.versus_floor = {metric: paired_bootstrap(floor[metric], r.evaluated.metrics[metric], higher,
+                                                   (FLOOR_NAME, r.name), n_boot, seed)
+                          for metric, higher in METRICS.items()}
+    return Comparison(evalset.description, sorted(set(evalset.labels.tolist())), len(evalset.labels), seed, results,
+                      summarize(floor, evalset.labels))

@@ -12,6 +12,7 @@ TRAINING_PANELS = [
     ("g_grad_norm", "G grad norm"), ("d_grad_norm", "D grad norm"),
     ("sigma_G", "largest sigma(W), G"), ("sigma_D", "largest sigma(W), D"),
     ("val_l1", "held-out L1"), ("val_ssim", "held-out SSIM"), ("val_ink_iou", "held-out ink IoU"),
+    ("val_ssim_gain", "held-out SSIM gain over copying the source"),
     ("val_diversity_ratio", "held-out diversity (1 = as varied as the real glyphs)"),
 ]
 LOG_SCALE = ("g_grad_norm", "d_grad_norm")   # they span orders of magnitude

@@ -63,11 +63,30 @@ def score_outputs(fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor
     return per_sample_metrics(fake_u, real_u), collapse_measures(fake_u, real_u, labels)
 
 
-def held_out_record(fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Mean metrics and diversity as `val_*` values for the training log."""
+FLOOR_NAME = "copy the source"
+
+
+def copy_source_scores(source: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The trivial answer's per-sample metrics: the source glyph itself given as the output.
+
+    Source and target glyphs of one character already overlap a great deal (SSIM about a third
+    across fonts), so a raw score says little until it is set against this floor.
+    """
+    return per_sample_metrics(to_unit(source), to_unit(real))
+
+
+def held_out_record(fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor,
+                    floor: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """Mean metrics and diversity as `val_*` values for the training log; with `floor` (copy_source_scores
+    of the same pairs), also `val_floor_*`, the floor's means, and `val_*_gain`, how far past it each is."""
     per_sample, collapse = score_outputs(fake, real, labels)
     record = {f"val_{name}": values.mean().item() for name, values in per_sample.items()}
     record.update({f"val_{k}": collapse[k] for k in ("diversity_ratio", "near_duplicate_rate")})
+    if floor is not None:
+        for name, values in floor.items():
+            record[f"val_floor_{name}"] = values.mean().item()
+            gain = record[f"val_{name}"] - record[f"val_floor_{name}"]
+            record[f"val_{name}_gain"] = gain if METRICS[name] else -gain   # positive: better than the floor
     return record
 
 

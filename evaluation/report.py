@@ -16,6 +16,7 @@ from .curves import plot_training_log
 
 from . import robustness
 from .comparison import Comparison
+from .metrics import FLOOR_NAME
 
 METRIC_LABELS = {"l1": "L1 (lower better)", "rmse": "RMSE (lower better)", "psnr": "PSNR dB (higher better)",
                  "ssim": "SSIM (higher better)", "ink_iou": "ink IoU (higher better)"}
@@ -118,6 +119,8 @@ def verdict_summary(report: Comparison) -> list[str]:
             outcome = {f"{r.name} better": "better", f"{base.name} better": "worse"}.get(d.verdict, d.verdict)
             parts.append(f"{r.name} {outcome} ({fmt(d.mean, 3)} [{fmt(d.low, 3)}, {fmt(d.high, 3)}])")
         sentences.append(f"- **{label}**, against {base.name}: " + "; ".join(parts) + ".")
+    gains = "; ".join(f"{r.name} {_gain(r.versus_floor['ssim'])}" for r in report.runs)
+    sentences.append(f"- **SSIM over {FLOOR_NAME}** ({fmt(report.floor['overall']['ssim'], 3)}): {gains}.")
     collapsed = [r.name for r in report.runs if r.collapsed]
     sentences.append(f"- **Mode collapse**: {', '.join(collapsed) + ' collapsed' if collapsed else 'no run collapsed'}.")
     return sentences
@@ -136,14 +139,21 @@ def _markdown(report: Comparison, images: dict[str, str], study: dict | None = N
     lines += _table(["run", "experiment", "step", "SN on G", "SN on D", "collapsed"],
                     [[r.name, r.experiment_dir, str(r.step), str(r.config.sn_generator), str(r.config.sn_discriminator),
                       "**yes**" if r.collapsed else "no"] for r in runs])
-    lines += ["", "## Quality", ""]
-    lines += _per_run_table(report, "metric", METRIC_LABELS, lambda r, k: fmt(r.summary["overall"][k]))
+    lines += ["", "## Quality", "",
+              f"The first column, *{FLOOR_NAME}*, scores the source glyph itself as the answer: the floor "
+              f"a model must clear before any of its score is learned.", ""]
+    lines += _table(["metric", FLOOR_NAME] + [r.name for r in runs],
+                    [[label, fmt(report.floor["overall"][k])] + [fmt(r.summary["overall"][k]) for r in runs]
+                     for k, label in METRIC_LABELS.items()])
+    lines += ["", "Gain over the floor (run minus copying the source, sign as the metric's; 95% interval):", ""]
+    lines += _per_run_table(report, "metric", METRIC_LABELS, lambda r, k: _gain(r.versus_floor[k]))
     lines += [""] + _table([ "metric", runs[0].name, "other run", "difference [95% CI]", "verdict"],
                            [[f"{label} ({name} vs {base_name})", a, b, diff, f"**{verdict}**"]
                             for label, a, b, diff, verdict, base_name, name in _verdict_rows(report)])
     lines += ["", "Per style label (SSIM / L1):", ""]
-    lines += _per_run_table(report, "label", {label: str(label) for label in report.labels},
-                            lambda r, k: f"{fmt(r.summary['by_label'][k]['ssim'])} / {fmt(r.summary['by_label'][k]['l1'])}")
+    lines += _table(["label", FLOOR_NAME] + [r.name for r in runs],
+                    [[str(k), _ssim_l1(report.floor["by_label"][k])] + [_ssim_l1(r.summary["by_label"][k]) for r in runs]
+                     for k in report.labels])
     lines += ["", "## Mode collapse", ""]
     lines += _per_run_table(report, "measure", COLLAPSE_LABELS, lambda r, k: fmt(r.collapse.get(k)))
     lines.append("| across checkpoints | " + " | ".join(r.trend for r in runs) + " |")
@@ -153,6 +163,15 @@ def _markdown(report: Comparison, images: dict[str, str], study: dict | None = N
     for title, src in images.items():
         lines += [f"### {title}", "", f"![{_alt_text(title)}]({src})", ""]
     return "\n".join(lines) + "\n"
+
+
+def _gain(d) -> str:
+    verdict = "" if d.low <= 0 <= d.high else (" (above)" if d.verdict != f"{FLOOR_NAME} better" else " (below)")
+    return f"{fmt(d.mean, 3)} [{fmt(d.low, 3)}, {fmt(d.high, 3)}]{verdict}"
+
+
+def _ssim_l1(scores: dict) -> str:
+    return f"{fmt(scores['ssim'])} / {fmt(scores['l1'])}"
 
 
 def _alt_text(title: str) -> str:

@@ -144,6 +144,45 @@ def test_run_compared_with_itself(tmp_path, tiny_config):
     assert grid.width >= 4 * 32 and files["curves.png"].exists()
 
 
+def test_every_report_scores_copying_the_source_first(tmp_path, tiny_config):
+    from evaluation.metrics import per_sample_metrics, to_unit
+    exp = _experiment(tmp_path / "a", tiny_config)
+    evalset = eval_set_from_obj(_val_obj(tmp_path / "val.obj"))
+    report = compare_runs([RunSpec("A", exp), RunSpec("B", exp)], evalset, "cpu", checkpoints=0, n_boot=200)
+    copied = per_sample_metrics(to_unit(evalset.sources), to_unit(evalset.targets))
+    for metric, values in copied.items():
+        assert report.floor["overall"][metric] == pytest.approx(values.mean().item())
+        for run in report.runs:   # the gain is the run's score minus the floor's, sample by sample
+            gain = run.versus_floor[metric]
+            assert gain.mean == pytest.approx(run.summary["overall"][metric] - values.mean().item(), abs=1e-6)
+            assert gain.low <= gain.mean <= gain.high
+    assert report.floor["by_label"].keys() == {0, 1}
+    files = write_report(report, evalset, tmp_path / "report")
+    md = files["report.md"].read_text()
+    assert "| metric | copy the source | A | B |" in md
+    assert f"| SSIM (higher better) | {report.floor['overall']['ssim']:.4g} |" in md
+    assert "Gain over the floor" in md and "**SSIM over copy the source**" in md
+    metrics = json.loads(files["metrics.json"].read_text())
+    assert metrics["floor"]["name"] == "copy the source"
+    assert metrics["runs"][0]["versus_floor"]["ssim"]["mean"] == pytest.approx(report.runs[0].versus_floor["ssim"].mean)
+
+
+def test_validation_logs_the_floor_and_the_gain_over_it(tmp_path, tiny_config):
+    from evaluation.metrics import held_out_record, per_sample_metrics, to_unit
+    from training.validation import Validator
+    validator = Validator(_val_obj(tmp_path / "val.obj"), count=10)
+    fake = torch.zeros_like(validator.targets)
+    record = held_out_record(fake, validator.targets, validator.labels, validator.floor)
+    copied = per_sample_metrics(to_unit(validator.sources), to_unit(validator.targets))
+    for metric in ("l1", "ssim", "ink_iou"):
+        assert record[f"val_floor_{metric}"] == pytest.approx(copied[metric].mean().item())
+    assert record["val_ssim_gain"] == pytest.approx(record["val_ssim"] - record["val_floor_ssim"])
+    assert record["val_l1_gain"] == pytest.approx(record["val_floor_l1"] - record["val_l1"])   # lower L1 is a gain
+    # the trivial answer itself gains nothing
+    same = held_out_record(validator.sources, validator.targets, validator.labels, validator.floor)
+    assert same["val_ssim_gain"] == pytest.approx(0, abs=1e-6) and same["val_l1_gain"] == pytest.approx(0, abs=1e-6)
+
+
 def test_constant_generator_flagged(tmp_path, tiny_config):
     good, bad = _experiment(tmp_path / "good", tiny_config), _experiment(tmp_path / "bad", tiny_config, constant=True)
     evalset = eval_set_from_obj(_val_obj(tmp_path / "val.obj"))

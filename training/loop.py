@@ -396,7 +396,8 @@ class Trainer:
         record = self.validator.evaluate(self.model)
         self.writers.write({"step": step, **record})
         self.say(f"step {step} held-out ({self.validator.description}): L1 {record['val_l1']:.4f}, "
-                 f"SSIM {record['val_ssim']:.4f}, ink IoU {record['val_ink_iou']:.4f}, "
+                 f"SSIM {record['val_ssim']:.4f} (copying the source: {record['val_floor_ssim']:.4f}), "
+                 f"ink IoU {record['val_ink_iou']:.4f}, "
                  f"diversity {record['val_diversity_ratio']:.2f}")
         value = record.get(f"val_{self.run_config.keep_best}", float("nan"))
         if self.best.improves(value):

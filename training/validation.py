@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from data.loader import PairBank, label_balanced
-from evaluation.metrics import METRICS, held_out_record
+from evaluation.metrics import METRICS, copy_source_scores, held_out_record
 from model.checkpoint import forget_best, read_best, write_best
 
 
@@ -19,12 +19,14 @@ class Validator:
         bank = PairBank.from_obj(val_obj, labels=labels, choose=lambda found: label_balanced(found, count, seed=seed))
         self.labels, self.targets, self.sources = bank.model_tensors()
         self.description = f"{len(bank)} pairs of {val_obj}"
+        self.floor = copy_source_scores(self.sources, self.targets)   # the same pairs every time: scored once
 
     def evaluate(self, model) -> dict[str, float]:
-        """`val_l1`, `val_rmse`, `val_psnr`, `val_ssim`, `val_ink_iou`, `val_diversity_ratio`, ..."""
+        """`val_l1`, `val_rmse`, `val_psnr`, `val_ssim`, `val_ink_iou`, `val_diversity_ratio`, ..., and
+        the copy-the-source floor `val_floor_*` with each metric's gain over it, `val_*_gain`."""
         start = time.perf_counter()
         fake = model.generate(self.sources, self.labels)
-        record = held_out_record(fake, self.targets, self.labels)
+        record = held_out_record(fake, self.targets, self.labels, self.floor)
         record["val_seconds"] = time.perf_counter() - start   # what validation costs, for choosing --eval_steps
         return record
 
