@@ -25,6 +25,7 @@ import shutil
 from pathlib import Path
 
 from data.charsets import NAMES_HELP, load_charset
+from data.corpus import STYLES_FILE, build_corpus, list_fonts, read_styles
 from data.pairs import DEFAULT_NAME_PATTERN, font2font, images2pairs, read_label_map, scan_glyph_images
 from data.render import Font, FontSet, RenderSettings, list_faces
 from utils.cli import run
@@ -41,6 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--src_font_index", type=int, default=0, help="face number inside a .ttc collection")
     p.add_argument("--dst_font", help="target (style) font file")
     p.add_argument("--dst_font_index", type=int, default=0, help="face number inside a .ttc collection")
+    p.add_argument("--dst_fonts", metavar="FOLDER|LIST",
+                   help="a corpus: every font in FOLDER (searched below it) or listed in LIST (PATH or PATH#FACE "
+                        "a line) becomes one style label, from --label up, against the one source font; "
+                        "writes styles.json beside the pairs")
     p.add_argument("--list_faces", metavar="FONT", help="print the faces of a font file and exit")
     p.add_argument("--src_imgs", help="folder of source glyph images (imgs2imgs)")
     p.add_argument("--dst_imgs", help="folder of target glyph images (font2imgs, imgs2imgs)")
@@ -96,6 +101,23 @@ def main(argv=None):
             return FontSet(args.src_fonts_dir, args.char_size)
         return Font(need("src_font"), args.char_size, args.src_font_index, "--src_font")
 
+    if args.dst_fonts:
+        if args.mode != "font2font" or args.dst_font:
+            raise UserError("--dst_fonts (a corpus of fonts) goes with --mode font2font and without --dst_font")
+        entries = list_fonts(args.dst_fonts)
+        summaries = build_corpus(source_font(), entries, load_charset(args.charset), settings, Path(args.sample_dir),
+                                 first_label=args.label, sample_count=sample_count, filter_recurring=args.filter,
+                                 shuffle=args.shuffle, seed=args.seed, overwrite=args.overwrite)
+        styles = read_styles(Path(args.sample_dir))
+        for label, summary in summaries.items():
+            print(f"label {label} ({styles[label]['name']}, {Path(styles[label]['file']).name}, covers "
+                  f"{styles[label]['coverage']:.0%} of --charset): " + summary.report().replace("\n", "\n    "))
+        empty = [label for label, summary in summaries.items() if summary.written == 0]
+        if empty:
+            print(f"warning: labels {empty} got no pairs (see their skip reasons); leave those fonts out")
+        print(f"wrote {Path(args.sample_dir) / STYLES_FILE}: {len(summaries)} styles, labels {args.label} to "
+              f"{args.label + len(summaries) - 1} (train with --embedding_num {args.label + len(summaries)} or more)")
+        return 0
     if args.mode == "font2font":
         src = source_font()
         dst = Font(need("dst_font"), args.char_size, args.dst_font_index, "--dst_font")

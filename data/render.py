@@ -49,6 +49,7 @@ class Font:
             tt = TTFont(str(self.path), fontNumber=index, lazy=True)
             cmap = tt.getBestCmap()
             self.name = tt["name"].getDebugName(4) or self.path.stem
+            self.family = tt["name"].getDebugName(16) or tt["name"].getDebugName(1) or self.name
             self.em_ascent = em_ascent(tt)
             tt.close()
             self.pil = ImageFont.truetype(str(self.path), char_size, index=index)

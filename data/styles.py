@@ -1,4 +1,5 @@
-"""Style names: zi2zi's --type_file (one name per line, line number = label) or a JSON label map."""
+"""Style names: zi2zi's --type_file (one name per line, line number = label), a JSON label map, or
+font2img.py's styles.json (a corpus of fonts, one label each)."""
 from __future__ import annotations
 
 import json
@@ -26,6 +27,11 @@ def read_style_names(path: str | Path | None, flag: str) -> dict[int, str]:
             mapping = json.loads(text)
         except json.JSONDecodeError as err:
             raise UserError(f"{flag} {path}: not valid JSON ({err})") from None
+        if isinstance(mapping, dict) and isinstance(mapping.get("styles"), list):   # font2img's styles.json
+            try:
+                return {int(s["label"]): str(s.get("name") or s["family"]) for s in mapping["styles"]}
+            except (KeyError, TypeError, ValueError):
+                raise UserError(f"{flag} {path}: a styles.json whose entries lack label or family") from None
         if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
             raise UserError(f"{flag} {path}: expected a JSON object of name -> integer label")
         return {label: name for name, label in mapping.items()}

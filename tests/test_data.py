@@ -2,6 +2,7 @@
 import io
 import json
 from pathlib import Path
+import shutil
 import pickle
 import random
 
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from data.charsets import builtin_charset, gb2312_level1, load_charset
+from data.corpus import FontEntry, list_fonts
 from data.augment import augment_pair
 from data.dataset import DatasetFromObj, split_pair
 from data.obj import ObjFormatError, encode_image, read_obj, write_obj
@@ -370,3 +372,53 @@ def test_rotate_and_blur_flags_take_effect():
 def test_no_style_name_file_means_no_names():
     from data.styles import read_style_names
     assert read_style_names(None, "--type_file") == {}
+
+
+# ------------------------------------------------------------------ a corpus of fonts
+
+def test_a_corpus_of_fonts_in_one_command(tmp_path, capsys):
+    import font2img
+    from data.styles import read_style_names
+    fonts = tmp_path / "fonts"
+    (fonts / "kai").mkdir(parents=True)
+    shutil.copy(FONTS / "WenKai-Subset.ttf", fonts / "kai" / "WenKai-Subset.ttf")
+    shutil.copy(FONTS / "SmileySans-Subset.ttf", fonts / "SmileySans-Subset.ttf")
+    chars = "永和九年岁在癸丑"
+    # a third font: four characters, and a placeholder glyph for four more
+    make_font(fonts / "partial.ttf", {c: [(100, 100, 300 + 100 * i, 800)] for i, c in enumerate(chars[:4])}
+              | {"丁": [(100, 100, 900, 900), (300, 300, 700, 700)]}, aliases={c: "丁" for c in chars[4:]})
+    (tmp_path / "chars.txt").write_text(chars + "𠀀", encoding="utf-8")
+    font2img.main(["--src_font", str(FONTS / "NotoSansSC-Subset.otf"), "--dst_fonts", str(fonts), "--charset",
+                   str(tmp_path / "chars.txt"), "--label", "2", "--filter", "--char_size", "64", "--canvas_size", "64",
+                   "--sample_dir", str(tmp_path / "pairs")])
+    said = capsys.readouterr().out
+    styles = json.loads((tmp_path / "pairs" / "styles.json").read_text(encoding="utf-8"))
+    assert styles["source"].endswith("NotoSansSC-Subset.otf")
+    by_label = {s["label"]: s for s in styles["styles"]}
+    # sorted by path: SmileySans-Subset.ttf, kai/WenKai-Subset.ttf, partial.ttf
+    assert [Path(by_label[k]["file"]).name for k in (2, 3, 4)] == ["SmileySans-Subset.ttf", "WenKai-Subset.ttf",
+                                                                  "partial.ttf"]
+    assert by_label[3]["family"] == "WenKai Subset" and by_label[3]["pairs"] == 8
+    assert by_label[3]["coverage"] == pytest.approx(8 / 9, abs=1e-4)
+    assert by_label[3]["skipped"] == {"not in source font": 1}   # 𠀀: the source lacks it first
+    assert by_label[4]["pairs"] == 4 and by_label[4]["skipped"]["recurring placeholder glyph (--filter)"] == 4
+    assert sorted(p.name for p in (tmp_path / "pairs").glob("4_*.jpg")) == [f"4_{i:04d}.jpg" for i in range(4)]
+    assert "label 4 (" in said and "recurring placeholder glyph" in said and "--embedding_num 5" in said
+    assert read_style_names(tmp_path / "pairs" / "styles.json", "--type_file")[3] == by_label[3]["name"]
+    # the same labels again are refused before anything is drawn
+    with pytest.raises(UserError, match="already holds images of labels \\[2, 3, 4\\]"):
+        font2img.main(["--src_font", str(FONTS / "NotoSansSC-Subset.otf"), "--dst_fonts", str(fonts),
+                       "--charset", str(tmp_path / "chars.txt"), "--label", "2", "--sample_dir", str(tmp_path / "pairs")])
+    # a list file: one face of each, relative paths from the list's folder
+    (fonts / "list.txt").write_text("kai/WenKai-Subset.ttf\n// not this one\nSmileySans-Subset.ttf#0\n")
+    assert list_fonts(fonts / "list.txt") == [FontEntry(fonts / "kai" / "WenKai-Subset.ttf"),
+                                              FontEntry(fonts / "SmileySans-Subset.ttf")]
+    (fonts / "bad.txt").write_text("x.ttf#one\n")
+    with pytest.raises(UserError, match="line 1: expected PATH or PATH#FACE"):
+        list_fonts(fonts / "bad.txt")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.ttf").write_text("not a font")
+    with pytest.raises(UserError, match="a.ttf: cannot read the font"):
+        font2img.main(["--src_font", str(FONTS / "NotoSansSC-Subset.otf"), "--dst_fonts", str(tmp_path / "broken"),
+                       "--sample_dir", str(tmp_path / "pairs2")])
+    assert not (tmp_path / "pairs2").exists() or not any((tmp_path / "pairs2").iterdir())
