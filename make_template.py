@@ -1,6 +1,6 @@
 """Write a printable handwriting template: a PDF of writing cells, and its layout (JSON).
 
-    python make_template.py --out my_hand.pdf                      # the 300 most used hanzi, A4
+    python make_template.py --out my_hand.pdf                      # the few-shot set COVER300, A4
     python make_template.py --charset CN --missing_from my_hand.ttf --paper Letter --out rest.pdf
 
 Every page has four corner markers and a QR code (page number, the charset's digest, the
@@ -23,7 +23,7 @@ from utils.cli import run
 from utils.errors import UserError
 from utils.io import check_output_file
 
-DEFAULT_CHARSET = "FREQ300"
+DEFAULT_CHARSET = "COVER300"
 BUNDLED_FONT = Path(__file__).resolve().parent / "fonts" / "NotoSansSC-Subset.otf"
 
 
@@ -31,13 +31,14 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--charset", default=DEFAULT_CHARSET,
-                   help=f"characters to write: {NAMES_HELP} (default {DEFAULT_CHARSET}: the 300 most used hanzi)")
+                   help=f"characters to write: {NAMES_HELP} (default {DEFAULT_CHARSET}: 300 common hanzi that "
+                        f"hold most of GB2312's components)")
     p.add_argument("--missing_from", metavar="FONT",
                    help="only the characters of --charset this font lacks (to complete a font)")
     p.add_argument("--paper", choices=sorted(PAPER_MM), default="A4", help="paper size (default A4)")
     p.add_argument("--label_font", default=str(BUNDLED_FONT),
                    help="font the characters are printed in (default: the bundled Noto Sans SC subset, "
-                        "which has the FREQ500 hanzi; give a full CJK font for other sets)")
+                        "which has FREQ500 and COVER1000; give a full CJK font for other sets)")
     p.add_argument("--guide_font", help="also print each character faintly in its square, in this font")
     p.add_argument("--out", default="template.pdf", help="the PDF to write")
     p.add_argument("--layout", help="the layout JSON to write (default: --out with .json)")

@@ -7,6 +7,9 @@
     FREQn the n most used GB2312 hanzi (FREQ300, FREQ1000, ...: any n from 1 to 6,763),
           in the order of data/charsets_data/hanzi_by_frequency.txt
           (scripts/make_frequency_list.py says where the order comes from)
+    COVERn n of the 2,000 most used hanzi chosen to cover the components and structures of all
+          GB2312 (COVER100/300/500/1000: the few-shot sets; any n up to 2,000), in the order of
+          data/charsets_data/hanzi_by_coverage.txt (scripts/make_coverage_list.py)
 
 Anything else given as a charset is read as a text file: every character of every
 line, de-duplicated in order of first appearance, whitespace ignored.
@@ -21,9 +24,14 @@ from pathlib import Path
 from utils.errors import UserError
 
 BUILTIN = ("CN", "CN_T", "JP", "KR")
-FREQUENCY_FILE = Path(__file__).resolve().parent / "charsets_data" / "hanzi_by_frequency.txt"
-FREQUENCY_NAME = re.compile(r"^FREQ(\d+)$")
-NAMES_HELP = "CN, CN_T, JP, KR, FREQn (the n most used hanzi, e.g. FREQ300) or a UTF-8 text file"
+DATA = Path(__file__).resolve().parent / "charsets_data"
+FREQUENCY_FILE = DATA / "hanzi_by_frequency.txt"
+COVERAGE_FILE = DATA / "hanzi_by_coverage.txt"
+COMPONENTS_FILE = DATA / "gb2312_components.txt"
+RANKED_NAME = re.compile(r"^(FREQ|COVER)(\d+)$")
+FEW_SHOT_SIZES = (100, 300, 500, 1000)
+NAMES_HELP = ("CN, CN_T, JP, KR, FREQn (the n most used hanzi, e.g. FREQ300), COVERn (n hanzi covering "
+              "GB2312's components, e.g. COVER300) or a UTF-8 text file")
 
 
 def _decode_rows(codec: str, leads: range, trails: list[int]) -> list[str]:
@@ -81,6 +89,27 @@ def hanzi_by_frequency() -> tuple[str, ...]:
     return tuple(ch for ch in FREQUENCY_FILE.read_text(encoding="utf-8") if not ch.isspace())
 
 
+@lru_cache(maxsize=None)
+def hanzi_by_coverage() -> tuple[str, ...]:
+    """The 2,000 most used hanzi, each next the one adding most components not yet covered."""
+    return tuple(ch for ch in COVERAGE_FILE.read_text(encoding="utf-8") if not ch.isspace())
+
+
+@lru_cache(maxsize=None)
+def components() -> dict[str, frozenset[str]]:
+    """GB2312 hanzi -> the parts of its decomposition and its structure (`@op`)."""
+    table = {}
+    for line in COMPONENTS_FILE.read_text(encoding="utf-8").splitlines():
+        ch, _, parts = line.partition("\t")
+        table[ch] = frozenset(parts.split())
+    return table
+
+
+def components_covered(chars) -> set[str]:
+    table = components()
+    return set().union(*(table.get(ch, frozenset()) for ch in chars))
+
+
 def most_frequent(count: int) -> list[str]:
     ranked = hanzi_by_frequency()
     if not 1 <= count <= len(ranked):
@@ -88,14 +117,17 @@ def most_frequent(count: int) -> list[str]:
     return list(ranked[:count])
 
 
-def is_builtin(spec: str) -> bool:
-    return spec in BUILTIN or FREQUENCY_NAME.match(spec) is not None
+def most_covering(count: int) -> list[str]:
+    ranked = hanzi_by_coverage()
+    if not 1 <= count <= len(ranked):
+        raise UserError(f"--charset COVER{count}: n must be 1 to {len(ranked)} (the most used hanzi)")
+    return list(ranked[:count])
 
 
 def read_charset_file(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--charset {path}: no such file, and not one of {', '.join(BUILTIN)}, FREQn")
+        raise UserError(f"--charset {path}: no such file, and not one of {', '.join(BUILTIN)}, FREQn, COVERn")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -107,10 +139,11 @@ def read_charset_file(path: str | Path) -> list[str]:
 
 
 def load_charset(spec: str) -> list[str]:
-    """A built-in name (CN, CN_T, JP, KR, FREQn) or a text file path."""
+    """A built-in name (CN, CN_T, JP, KR, FREQn, COVERn) or a text file path."""
     if spec in BUILTIN:
         return list(builtin_charset(spec))
-    frequent = FREQUENCY_NAME.match(spec)
-    if frequent:
-        return most_frequent(int(frequent.group(1)))
+    ranked = RANKED_NAME.match(spec)
+    if ranked:
+        count = int(ranked.group(2))
+        return most_frequent(count) if ranked.group(1) == "FREQ" else most_covering(count)
     return read_charset_file(spec)

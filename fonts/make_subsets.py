@@ -5,8 +5,9 @@
 
 Each subset keeps the same characters: the demo's ~1,000 (charset_demo.txt: an even
 sample of GB2312 level 1, the 3,755 most used hanzi, plus the characters of the demo
-sentence, limited to those every font has) and the 500 most used hanzi (FREQ500, so the
-handwriting template's default sets and their training pairs need no system font). The OFL forbids a modified font from using its Reserved Font Names,
+sentence, limited to those every font has), the 500 most used hanzi (FREQ500) and the few-shot
+sets (COVER1000, which holds COVER100/300/500), so the handwriting template's sets and their
+training pairs need no system font. The OFL forbids a modified font from using its Reserved Font Names,
 so every subset is renamed "<name> Subset" with names free of them.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from fontTools import subset
 from fontTools.ttLib import TTFont
 
-from data.charsets import gb2312_level1, most_frequent
+from data.charsets import gb2312_level1, most_covering, most_frequent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 DEMO_TEXT = (HERE / "demo_text.txt").read_text(encoding="utf-8").strip()
 TARGET_CHARS = 1000
 FREQUENT_CHARS = 500
+FEW_SHOT_CHARS = 1000   # COVER1000 holds COVER100, COVER300 and COVER500
 
 # (output file, family name, source file, face index in a collection)
 FONTS = [
@@ -67,7 +69,8 @@ def main() -> None:
     fonts = [TTFont(src, fontNumber=index) for _, _, src, index in FONTS]
     chars = choose_characters([set(f.getBestCmap()) for f in fonts])
     (HERE / "charset_demo.txt").write_text(chars + "\n", encoding="utf-8")
-    chars = "".join(dict.fromkeys(chars + "".join(most_frequent(FREQUENT_CHARS))))
+    chars = "".join(dict.fromkeys(chars + "".join(most_frequent(FREQUENT_CHARS))
+                                  + "".join(most_covering(FEW_SHOT_CHARS))))
     options = subset.Options()
     options.layout_features = ["*"]
     options.name_IDs = ["*"]

@@ -28,7 +28,7 @@ SIZE = 128                                # glyph images of the bench
 
 @pytest.fixture(scope="module")
 def sheets(tmp_path_factory):
-    """The default template (FREQ300, A4) and its pages 1 and 2 written in WenKai."""
+    """The default template (COVER300, A4) and its pages 1 and 2 written in WenKai."""
     root = tmp_path_factory.mktemp("sheets")
     make_template.main(["--out", str(root / "template.pdf"), "--guide_font", str(FONTS / "NotoSerifSC-Subset.otf")])
     layout = Layout.load(root / "template.json")
@@ -71,10 +71,22 @@ def test_frequency_sets_are_the_head_of_one_ranked_gb2312_list():
         load_charset("FREQ9000")
 
 
-def test_the_bundled_fonts_hold_the_500_most_used_hanzi():
+def test_the_few_shot_sets_cover_more_components_than_the_most_frequent_characters():
+    from data.charsets import components, components_covered, hanzi_by_coverage
+    ranked = hanzi_by_coverage()
+    assert len(ranked) == len(set(ranked)) == 2000 and set(ranked) == set(load_charset("FREQ2000"))
+    assert load_charset("COVER300") == list(ranked[:300]) == load_charset("COVER300")   # nested and fixed
+    assert components()["想"] >= {"相", "心", "木", "目", "@d"}                    # 想 = 相 over 心, 相 = 木 beside 目
+    for n in (100, 300, 500, 1000):
+        assert len(components_covered(load_charset(f"COVER{n}"))) >= len(components_covered(load_charset(f"FREQ{n}")))
+    with pytest.raises(UserError, match="COVER2001: n must be 1 to 2000"):
+        load_charset("COVER2001")
+
+
+def test_the_bundled_fonts_hold_every_built_in_few_shot_set():
     for name in ("NotoSansSC-Subset.otf", "NotoSerifSC-Subset.otf", "WenKai-Subset.ttf", "SmileySans-Subset.ttf"):
         font = Font(FONTS / name)
-        assert all(font.has_char(c) for c in load_charset("FREQ500")), name
+        assert all(font.has_char(c) for c in load_charset("FREQ500") + load_charset("COVER1000")), name
 
 
 # ------------------------------------------------------------------ template
@@ -82,9 +94,9 @@ def test_the_bundled_fonts_hold_the_500_most_used_hanzi():
 def test_the_template_renders_and_its_markers_and_codes_are_found(sheets):
     root, layout, _ = sheets
     data = json.loads((root / "template.json").read_text(encoding="utf-8"))
-    assert data["charset"] == "".join(load_charset("FREQ300")) and data["paper"] == "A4"
+    assert data["charset"] == "".join(load_charset("COVER300")) and data["paper"] == "A4"
     cells = [c for page in data["pages"] for c in page["cells"]]
-    assert [c["char"] for c in cells] == load_charset("FREQ300")
+    assert [c["char"] for c in cells] == load_charset("COVER300")
     assert len(data["pages"]) == 4
     for page in layout.pages:
         image = synthetic.render_page(root / "template.pdf", page.number, dpi=200)
@@ -217,8 +229,10 @@ def test_doubtful_cells_are_named(sheets, tmp_path, capsys):
     # a stroke run past the square's right edge; a stray dot far from the glyph; a glyph in pale pencil
     x, y, side = cells[0].writing
     image[int((y + side / 2) * px):int((y + side / 2) * px) + 8, int((x + side * 0.6) * px):int((x + side + 0.5) * px)] = 30
-    x, y, side = cells[2].writing       # 一: one stroke across the middle, the dot in a corner
-    assert cells[2].char == "一"
+    # in a square the bench left blank: a block in the middle, and a stray dot in a corner
+    dotted = next(i for i, c in enumerate(cells) if c.char in written[1].empty)
+    x, y, side = cells[dotted].writing
+    image[int((y + 5) * px):int((y + 10) * px), int((x + 5) * px):int((x + 10) * px)] = 30
     image[int((y + 1) * px):int((y + 1) * px) + 7, int((x + 1) * px):int((x + 1) * px) + 7] = 30
     x, y, side = cells[1].writing
     patch = image[int(y * px):int((y + side) * px), int(x * px):int((x + side) * px)]
@@ -231,7 +245,7 @@ def test_doubtful_cells_are_named(sheets, tmp_path, capsys):
     read_back(image, layout, tmp_path / "glyphs")
     said = {line for line in capsys.readouterr().out.splitlines() if "doubtful:" in line}
     assert said - untouched == {f"  {cells[0].char} doubtful: ink touches the border",
-                                f"  {cells[2].char} doubtful: fragments far apart",
+                                f"  {cells[dotted].char} doubtful: fragments far apart",
                                 f"  {cells[1].char} doubtful: too faint"}
 
 
@@ -398,8 +412,9 @@ def test_a_glyph_another_template_wrote_since_is_not_removed_by_rereading(sheets
     out = tmp_path / "glyphs"
     read_scans.main(["--layout", str(root / "template.json"), "--out_dir", str(out), "--size", str(SIZE),
                      str(save(written[1].image, tmp_path / "a1.jpg"))])
-    # a second template that shares 的 and 是 with the first page of the first
-    (tmp_path / "more.txt").write_text("的是永", encoding="utf-8")
+    # a second template that shares two characters with the first page of the first
+    first, second = (c.char for c in layout.page(1).cells[:2])
+    (tmp_path / "more.txt").write_text(first + second + "永", encoding="utf-8")
     make_template.main(["--charset", str(tmp_path / "more.txt"), "--out", str(tmp_path / "more.pdf")])
     more = Layout.load(tmp_path / "more.json")
     page = synthetic.write_page(synthetic.render_page(tmp_path / "more.pdf", 1), more, more.page(1), HAND, SIZE,
@@ -407,16 +422,15 @@ def test_a_glyph_another_template_wrote_since_is_not_removed_by_rereading(sheets
     capsys.readouterr()
     read_scans.main(["--layout", str(tmp_path / "more.json"), "--out_dir", str(out), "--size", str(SIZE),
                      str(save(page.image, tmp_path / "b1.jpg"))])
-    assert "; 2 replace glyphs another page wrote (e.g. 的是)" in capsys.readouterr().out
-    theirs = (out / "的.png").read_bytes()
-    # the first page scanned again with 的's square blank: its old 的 is not its to remove any more
+    assert f"; 2 replace glyphs another page wrote (e.g. {first}{second})" in capsys.readouterr().out
+    theirs = (out / f"{first}.png").read_bytes()
+    # the first page scanned again with that square blank: its old glyph is not its to remove any more
     blank = written[1].image.copy()
     px = blank.shape[1] / layout.geometry.page_size[0]
     x, y, side = layout.page(1).cells[0].writing
-    assert layout.page(1).cells[0].char == "的"
     blank[int(y * px) - 2:int((y + side) * px) + 2, int(x * px) - 2:int((x + side) * px) + 2] = 255
     read_scans.main(["--layout", str(root / "template.json"), "--out_dir", str(out), "--size", str(SIZE),
                      str(save(blank, tmp_path / "a1-again.png"))])
-    assert (out / "的.png").read_bytes() == theirs
+    assert (out / f"{first}.png").read_bytes() == theirs
     record = json.loads((out / "reading" / "pages.json").read_text(encoding="utf-8"))
-    assert record["glyphs"]["的"].startswith(more.digest) and record["glyphs"]["是"].startswith(layout.digest)
+    assert record["glyphs"][first].startswith(more.digest) and record["glyphs"][second].startswith(layout.digest)
