@@ -6,6 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
+from utils.errors import UserError
+
 pytestmark = pytest.mark.slow  # the real scripts, in subprocesses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,3 +121,52 @@ def test_init_from_starts_a_new_experiment_and_grows_the_labels(zi2zi_checkpoint
     result = run_script("train.py", "--experiment_dir", tmp_path / "shrink", "--data_dir", zi2zi_checkpoint / "data",
                  "--init_from", f"{zi2zi_checkpoint}:100", "--embedding_num", 2, "--device", "cpu", check=False)
     assert result.returncode == 2 and "can only grow" in result.stderr
+
+
+def test_a_new_label_starts_from_the_base_style_nearest_its_glyphs(tmp_path, tiny_config, monkeypatch):
+    import numpy as np
+
+    from data.obj import encode_image, write_obj
+    from training.checkpoint import save_checkpoint
+    from training.config import build_parser, resolve_settings
+    from training.start import apply_start, find_start
+    from training.step import TrainingStep
+    base = TrainingStep(tiny_config(embedding_num=4))
+    base.step = 1
+    save_checkpoint(base, tmp_path / "base" / "checkpoint")
+
+    # four clearly different base styles (an untrained generator's labels barely differ): style k
+    # darkens the source's paper to a grey of its own
+    def styled(self, sources, labels):
+        grey = 1.0 - 0.5 * labels.float().view(-1, 1, 1, 1)
+        return torch.minimum(sources, grey)
+    monkeypatch.setattr(TrainingStep, "generate", styled)
+    sources = torch.where(torch.rand(6, 1, 32, 32, generator=torch.Generator().manual_seed(1)) > 0.7, -1.0, 1.0)
+    targets = styled(None, sources, torch.full((6,), 2)) + 0.02 * torch.randn(6, 1, 32, 32)   # the writer: style 2
+
+    def to_uint8(t):
+        return ((t[0].numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    write_obj(tmp_path / "train.obj", [(4, encode_image(Image.fromarray(np.concatenate([to_uint8(t), to_uint8(s)], 1)),
+                                                        "PNG")) for t, s in zip(targets, sources)])
+
+    def grown_from(*args):
+        flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path / "new"), "--init_from",
+                                                       str(tmp_path / "base"), "--embedding_num", "5", *args]))
+        start = find_start(flags, tmp_path / "new" / "checkpoint")
+        settings = resolve_settings(flags, start.state, start.model_config)
+        model = TrainingStep(settings.model, settings.train)
+        return model, apply_start(model, start, tmp_path / "train.obj")[1]
+
+    grown, notes = grown_from()
+    assert any(n.startswith("note: label 4 starts from label 2's style, the base style nearest its glyphs")
+               and "on 6 of them" in n for n in notes), notes
+    weight = grown.netG.embedder.weight
+    assert torch.equal(weight[4], weight[2]) and torch.equal(weight[:4], base.netG.embedder.weight)
+    # --new_label_init random keeps the usual initialisation
+    plain, notes = grown_from("--new_label_init", "random")
+    assert not torch.equal(plain.netG.embedder.weight[4], plain.netG.embedder.weight[2])
+    assert not any("starts from label" in n for n in notes)
+    flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path / "x"), "--new_label_init",
+                                                   "random"]))
+    with pytest.raises(UserError, match="--new_label_init .* give --init_from too"):
+        find_start(flags, tmp_path / "x" / "checkpoint")

@@ -266,6 +266,10 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     g.add_argument("--init_from", metavar="DIR[:STEP]",
                    help="start a new experiment from another run's or a pre-trained model's weights; STEP is a "
                         "step number, latest (default) or best (that run's --keep_best choice)")
+    g.add_argument("--new_label_init", choices=["nearest", "random"],
+                   help="--init_from with more labels: a new label's style embedding starts as the base style whose "
+                        "output is nearest its training glyphs (nearest, the default) or from the usual random "
+                        "initialisation (random)")
     g.add_argument("--dry_run", action="store_true", help="print the resolved settings and exit")
     g = p.add_argument_group("architecture (saved in the checkpoint; contradicting it on resume is an error)")
     add_architecture_flags(g)

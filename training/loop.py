@@ -146,7 +146,7 @@ class Trainer:
             self.validator = self.open_validation(val_obj, self.sample_obj == val_obj)
         start = start or Start("new")
         # batches done in the current epoch: saved, so a resumed epoch skips them
-        self.batches_done, notes = apply_start(model, start)
+        self.batches_done, notes = apply_start(model, start, train_obj)
         for note in notes:
             self.say(note)
         if self.dist.enabled:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from model.checkpoint import CheckpointError, available_steps, checkpoint_files, read_training_state, resolve_step
 from model.config import ARCH_FLAGS, ModelConfig, expand_norm_flags
 from model.loading import load_weights, load_weights_growing_labels, model_config_of
@@ -32,6 +34,7 @@ class Start:
     weights_dir: Path | None = None    # where the weights come from
     model_config: ModelConfig | None = None  # the architecture read from the weights
     source_step: int | None = None     # the step of the weights, for "init_from"
+    new_label_init: str = "nearest"    # "init_from" growing the labels: how a new label's style starts
 
 
 def find_start(flags: dict, checkpoint_dir: Path, dist: Distributed = SINGLE, device=None) -> Start:
@@ -65,7 +68,8 @@ def follow_start(flags: dict, kind: str, step: int, weights_dir: Path | None, so
         given = {k: flags.get(k) for k in ARCH_FLAGS}
         return Start("weights", step, None, weights_dir, _weights_config(weights_dir, step, given))
     if kind == "init_from":
-        return Start("init_from", 0, None, weights_dir, _grown_config(weights_dir, source_step, flags), source_step)
+        return Start("init_from", 0, None, weights_dir, _grown_config(weights_dir, source_step, flags), source_step,
+                     flags.get("new_label_init") or "nearest")
     return Start("new")
 
 
@@ -75,6 +79,8 @@ def decide_start(flags: dict, checkpoint_dir: Path) -> Start:
     if resume is not None and init_from is not None:
         raise UserError("give --resume (continue this experiment) or --init_from (start a new one from other "
                         "weights), not both")
+    if flags.get("new_label_init") is not None and init_from is None:
+        raise UserError("--new_label_init says how labels added with --init_from start; give --init_from too")
     if resume is not None:
         # "latest" is the newest complete (and readable) checkpoint of this project when there is one;
         # otherwise zi2zi's weights-only checkpoints count
@@ -91,7 +97,8 @@ def decide_start(flags: dict, checkpoint_dir: Path) -> Start:
                         f"pass --resume latest to continue that run, or use a new --experiment_dir / --checkpoint_dir")
     if init_from is not None:
         source_dir, step = parse_init_from(init_from)
-        return Start("init_from", 0, None, source_dir, _grown_config(source_dir, step, flags), step)
+        return Start("init_from", 0, None, source_dir, _grown_config(source_dir, step, flags), step,
+                     flags.get("new_label_init") or "nearest")
     return Start("new")
 
 
@@ -129,7 +136,65 @@ def _grown_config(folder: Path, step: int, flags: dict) -> ModelConfig:
     return ModelConfig(**{**source.to_dict(), "embedding_num": wanted or source.embedding_num})
 
 
-def apply_start(model, start: Start) -> tuple[int, list[str]]:
+NEAREST_SAMPLE = 64   # a new label's glyphs the base styles are scored on
+
+
+def nearest_styles(generate, sources, targets, known: int) -> torch.Tensor:
+    """Mean L1 (on [0, 1]) between each of the `known` base styles' outputs for `sources` and `targets`."""
+    scores = []
+    for label in range(known):
+        fake = generate(sources, torch.full((len(sources),), label, dtype=torch.long))
+        scores.append(((fake.float() - targets.float()).abs().mean() / 2).item())
+    return torch.tensor(scores)
+
+
+def start_new_labels_near(model, train_obj: Path, had: int) -> list[str]:
+    """Each new label's style embedding starts as the base style whose output is nearest its glyphs.
+
+    A style learnt from a few hundred glyphs moves less far from a near style than from a random
+    point; the nearest is judged on the label's first NEAREST_SAMPLE training pairs, by the base
+    generator's own outputs (what a style looks like, not what its vector is).
+    """
+    from data.loader import PairBank
+    from data.obj import scan_obj
+    new = set(range(had, model.config.embedding_num))
+    notes = []
+    if not new & set(scan_obj(train_obj).labels):
+        return [f"note: labels {sorted(new)} have no training pairs; their styles start from the usual initialisation"]
+    bank = PairBank.from_obj(train_obj, labels=new, choose=lambda found: _first_of_each(found, NEAREST_SAMPLE))
+    labels, targets, sources = bank.model_tensors()
+    embedding = _embedder(model.netG).weight
+    for label in sorted(set(labels.tolist())):
+        mine = labels == label
+        scores = nearest_styles(model.generate, sources[mine], targets[mine], had)
+        best = int(scores.argmin())
+        with torch.no_grad():
+            embedding[label].copy_(embedding[best])
+        ranked = scores.argsort().tolist()
+        runner_up = f"; next label {ranked[1]}, {scores[ranked[1]]:.4f}" if len(ranked) > 1 else ""
+        notes.append(f"note: label {label} starts from label {best}'s style, the base style nearest its glyphs "
+                     f"(L1 {scores[best]:.4f} on {int(mine.sum())} of them{runner_up})")
+    missing = sorted(new - set(labels.tolist()))
+    if missing:
+        notes.append(f"note: labels {missing} have no training pairs; their styles start from the usual initialisation")
+    return notes
+
+
+def _first_of_each(labels: list[int], count: int) -> list[int]:
+    seen: dict[int, int] = {}
+    keep = []
+    for i, label in enumerate(labels):
+        if seen.get(label, 0) < count:
+            seen[label] = seen.get(label, 0) + 1
+            keep.append(i)
+    return keep
+
+
+def _embedder(netG):
+    return getattr(netG, "module", netG).embedder
+
+
+def apply_start(model, start: Start, train_obj: Path | None = None) -> tuple[int, list[str]]:
     """Load what the start says into `model`; returns (batches done in the epoch, notes to print)."""
     if start.kind == "resume":
         state = load_checkpoint(model, start.weights_dir, start.step, state=start.state)
@@ -150,8 +215,13 @@ def apply_start(model, start: Start) -> tuple[int, list[str]]:
         notes = [f"note: starting from the weights in {start.weights_dir} (step {start.source_step}) at step 0 "
                  f"with fresh optimisers"]
         if had < model.config.embedding_num:
-            notes.append(f"note: labels {had}..{model.config.embedding_num - 1} are new: their style embeddings and "
-                         f"the category head's rows for them start from the usual initialisation; labels "
-                         f"0..{had - 1} keep theirs")
+            if start.new_label_init == "nearest" and train_obj is not None:
+                notes.append(f"note: labels {had}..{model.config.embedding_num - 1} are new: the category head's rows "
+                             f"for them start from the usual initialisation; labels 0..{had - 1} keep theirs")
+                notes += start_new_labels_near(model, train_obj, had)
+            else:
+                notes.append(f"note: labels {had}..{model.config.embedding_num - 1} are new: their style embeddings "
+                             f"and the category head's rows for them start from the usual initialisation; labels "
+                             f"0..{had - 1} keep theirs")
         return 0, notes
     return 0, []
