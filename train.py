@@ -20,6 +20,7 @@ HELD_LOCK = lock_before_imports(sys.argv[1:]) if __name__ == "__main__" else Non
 
 from training.config import build_parser, device_settings, resolve_settings  # noqa: E402 (after the lock)
 from training.loop import Trainer
+from training.recipes import apply_recipe
 from training.start import find_start
 from training.step import TrainingStep
 from utils.cli import run
@@ -32,9 +33,11 @@ from utils.rng import seed_everything
 
 def main(argv=None):
     args = build_parser(__doc__).parse_args(argv)
-    flags = vars(args)
+    flags, recipe_notes = apply_recipe(vars(args))   # a preset fills flags not given, once, before anything reads them
     experiment = Experiment.from_args(args)
     if args.dry_run:
+        for note in recipe_notes:
+            print(note)
         start = find_start(flags, experiment.checkpoint)
         device_config = device_settings(flags)
         device = resolve_device(device_config.device, device_config.gpu_ids)
@@ -56,6 +59,8 @@ def main(argv=None):
             # one run per experiment: the job's first process holds the lock until it exits
             lock = HELD_LOCK or (lock_experiment(experiment) if ctx.is_main else None)
             ctx.barrier()   # no process reads or writes before the lock is held
+            for note in recipe_notes if ctx.is_main else []:
+                print(note, flush=True)
             start = find_start(flags, experiment.checkpoint, ctx, device)   # rank 0 decides, all load it
             settings = resolve_settings(flags, start.state, start.model_config, device)
             experiment = Experiment.at(args.experiment_dir, settings.run.data_dir, args.checkpoint_dir)

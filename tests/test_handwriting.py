@@ -379,15 +379,24 @@ SHRINK = {"font2img.py": ["--canvas_size", "32", "--char_size", "32"],
 
 
 @pytest.mark.slow
-def test_the_readme_handwriting_path_runs_as_written(sheets, tmp_path, run_script):
+def test_the_readme_handwriting_path_runs_as_written(sheets, tmp_path, run_script, tiny_config):
+    from model.checkpoint import write_best
+    from training.checkpoint import save_checkpoint
+    from training.step import TrainingStep
     root, _, written = sheets
     commands = readme_commands()
     assert [c[1] for c in commands] == ["make_template.py", "read_scans.py", "font2img.py", "package.py",
                                         "train.py", "export_font.py"]
-    hand = tmp_path / "hand"
+    hand, base = tmp_path / "hand", tmp_path / "base"
+    # step 0, scripts/train_base.sh, stands in as a small untrained base of the README's 13 styles
+    model = TrainingStep(tiny_config(embedding_num=13))
+    model.step = 5
+    save_checkpoint(model, base / "checkpoint")
+    write_best(base / "checkpoint", 5, "ssim", 0.5, True)
 
     def here(args):
-        return [str(hand) if a == "hand" else a.replace("hand/", f"{hand}/") for a in args]
+        return [str(hand) if a == "hand" else a.replace("hand/", f"{hand}/").replace("base:", f"{base}:")
+                for a in args]
 
     run_script(*here(commands[0])[1:])
     # "print it, write, scan": two written pages, as a scanner and a phone would give them
@@ -400,6 +409,8 @@ def test_the_readme_handwriting_path_runs_as_written(sheets, tmp_path, run_scrip
         result = run_script(*here(command)[1:], *SHRINK.get(command[1], []))
         if command[1] == "read_scans.py":
             assert "read 2 pages" in result.stdout and "pages of this template not read yet: 3, 4" in result.stdout
+        if command[1] == "train.py":   # the base's weights, the writer's label grown, the recipe's values
+            assert "note: --recipe few_shot" in result.stdout and "note: label 13 starts from label" in result.stdout
     font = hand / "my_hand.ttf"
     from fontTools.ttLib import TTFont
     cmap = TTFont(font).getBestCmap()

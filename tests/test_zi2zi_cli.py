@@ -170,3 +170,35 @@ def test_a_new_label_starts_from_the_base_style_nearest_its_glyphs(tmp_path, tin
                                                    "random"]))
     with pytest.raises(UserError, match="--new_label_init .* give --init_from too"):
         find_start(flags, tmp_path / "x" / "checkpoint")
+
+
+def test_few_shot_recipe_fine_tunes_the_base_with_the_label_grown(zi2zi_checkpoint, tmp_path, reference_dir,
+                                                                   run_script):
+    from data.obj import read_obj, write_obj
+    from model import load_generator
+    from training.recipes import FEW_SHOT
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    # the writer's six glyphs, a label the base (4 labels) does not have
+    write_obj(mine / "train.obj", [(4, r.image_bytes) for r in read_obj(zi2zi_checkpoint / "data" / "train.obj")[:6]])
+    flags = ["--experiment_dir", tmp_path / "new", "--data_dir", mine, "--init_from", f"{zi2zi_checkpoint}:100",
+             "--recipe", "few_shot", "--batch_size", 4, "--device", "cpu"]
+    planned = run_script("train.py", *flags, "--dry_run").stdout
+    assert (f"note: --recipe few_shot (6 glyphs of label 4) sets --embedding_num 5, --fine_tune 4, "
+            f"--lr {FEW_SHOT.lr}, --freeze_encoder {str(FEW_SHOT.freeze_encoder).lower()}, "
+            f"--max_steps {FEW_SHOT.steps(6)}, ") in planned
+    result = run_script("train.py", *flags, "--max_steps", 2)
+    assert "--max_steps" not in result.stdout.splitlines()[0]   # given on the command line: the flag wins
+    assert "note: label 4 starts from label" in result.stdout
+    netG, config, step = load_generator(tmp_path / "new" / "checkpoint", 2)
+    assert step == 2 and config.embedding_num == 5 and config.ngf == 8
+    ref_G = torch.load(reference_dir / "zi2zi_pytorch_ref_net_G.pth", weights_only=True)
+    # only label 4 was trained (--fine_tune 4); the base's rows are the base's, two small Adam steps apart
+    assert (netG.embedder.weight[:4] - ref_G["embedder.weight"]).abs().max() < 0.01
+    state = torch.load(tmp_path / "new" / "checkpoint" / "2_state.pth", weights_only=True)
+    assert state["run_config"]["fine_tune"] in ([4], (4,)) and state["train_config"]["lr"] == FEW_SHOT.lr
+    refused = run_script("train.py", "--experiment_dir", tmp_path / "other", "--data_dir", mine, "--recipe",
+                         "few_shot", "--device", "cpu", check=False)
+    assert refused.returncode == 2 and "give --init_from" in refused.stderr and "Traceback" not in refused.stderr
+    refused = run_script("train.py", *flags, "--resume", "latest", check=False)
+    assert refused.returncode == 2 and "leave --recipe out with --resume" in refused.stderr

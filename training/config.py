@@ -270,6 +270,9 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
                    help="--init_from with more labels: a new label's style embedding starts as the base style whose "
                         "output is nearest its training glyphs (nearest, the default) or from the usual random "
                         "initialisation (random)")
+    g.add_argument("--recipe", choices=["few_shot"],
+                   help="few_shot: fine-tune --init_from's base on the new style(s) in train.obj with the measured "
+                        "rate, steps for the number of glyphs, new labels only (docs/few_shot.md); flags given win")
     g.add_argument("--dry_run", action="store_true", help="print the resolved settings and exit")
     g = p.add_argument_group("architecture (saved in the checkpoint; contradicting it on resume is an error)")
     add_architecture_flags(g)
