@@ -39,7 +39,7 @@ from utils.io import human_bytes
 from utils.locking import FileLock
 
 from .decode import decode_records
-from .obj import ObjIndex, scan_obj
+from .obj import ObjIndex, existing_obj, scan_obj
 
 CACHE_FORMAT = 1
 CACHE_DIR_NAME = "cache"   # default: beside the .obj, e.g. experiment/data/cache/
@@ -131,9 +131,7 @@ def open_cache(folder: Path) -> DecodedCache:
 def decoded_cache(obj_path: str | Path, cache_dir: str | Path | None = None, num_workers: int = 0,
                   say: Callable[[str], None] = print, build: bool = True) -> DecodedCache:
     """The decoded cache of `obj_path`, built first if it is missing or stale (`build=False`: an error instead)."""
-    obj_path = Path(obj_path)
-    if not obj_path.is_file():
-        raise UserError(f"{obj_path}: no such .obj file")
+    obj_path = existing_obj(obj_path)
     folder = cache_folder(obj_path, cache_dir)
     key = source_key(obj_path)
     if stale_reason(folder, key) is None:

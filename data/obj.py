@@ -86,11 +86,17 @@ def _records(f, path: Path) -> Iterator[tuple[int, Record]]:
         index += 1
 
 
-def iter_obj(path: str | Path) -> Iterator[Record]:
-    """Records of an `.obj` file, validated, in order."""
+def existing_obj(path: str | Path) -> Path:
+    """`path` as a Path, or the one error every reader gives for a missing `.obj`."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such .obj file")
+    return path
+
+
+def iter_obj(path: str | Path) -> Iterator[Record]:
+    """Records of an `.obj` file, validated, in order."""
+    path = existing_obj(path)
     with open(path, "rb") as f:
         for _, record in _records(f, path):
             yield record
@@ -134,9 +140,7 @@ class ObjIndex:
 
 def scan_obj(path: str | Path) -> ObjIndex:
     """Index an `.obj` in one streaming pass: every record validated, all pairs one size."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such .obj file")
+    path = existing_obj(path)
     labels, offsets, first = [], [], None
     with open(path, "rb") as f:
         for index, (offset, record) in enumerate(_records(f, path)):

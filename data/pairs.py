@@ -19,10 +19,9 @@ from tqdm import tqdm
 from utils.errors import UserError
 from utils.io import save_image
 
-from .packaging import update_manifest
+from .packaging import IMAGE_SUFFIXES, update_manifest
 from .render import Font, RenderSettings, image_hash, load_glyph_image, paired_image, render_char
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Default glyph image names: the character itself as the file stem, e.g. 永.png
 DEFAULT_NAME_PATTERN = r"^(?P<char>.)\.\w+$"
 

@@ -22,7 +22,7 @@ from model.config import (ModelConfig, TrainConfig, add_architecture_flags, conf
                           flag_name)
 from utils.cli import add_config_flag as flag
 from utils.cli import add_device_flags, add_experiment_flags, parse_int_list
-from utils.device import AMP_CHOICES, speed_defaults
+from utils.device import check_amp, speed_defaults
 from utils.errors import UserError
 
 LOADERS = ("fast", "pil")
@@ -127,8 +127,8 @@ class DeviceConfig:
     def __post_init__(self):
         if self.loader not in LOADERS:
             raise UserError(f"--loader must be one of {', '.join(LOADERS)}; got {self.loader!r}")
-        if self.amp is not None and self.amp not in AMP_CHOICES:
-            raise UserError(f"--amp must be one of {', '.join(AMP_CHOICES)}; got {self.amp!r}")
+        if self.amp is not None:
+            check_amp(self.amp)
         if self.num_workers < 0:
             raise UserError(f"--num_workers must be >= 0; got {self.num_workers}")
         if self.cache_dir is not None and self.loader != "fast":

@@ -70,7 +70,9 @@ def apply_recipe(flags: dict) -> tuple[dict, list[str]]:
         "max_steps": FEW_SHOT.steps(glyphs),
         "epoch": 1_000_000,   # the step count ends the run
     }
-    if (data_dir / "val.obj").is_file():   # the writer's held-out glyphs choose the checkpoint
+    val_obj = data_dir / "val.obj"
+    if val_obj.is_file() and val_obj.stat().st_size and flags.get("eval_steps") != 0:
+        # the writer's held-out glyphs choose the checkpoint
         chosen["keep_best"] = "ssim"
     steps = flags.get("max_steps") or chosen["max_steps"]
     interval = max(1, steps // FEW_SHOT.checkpoints)

@@ -61,11 +61,16 @@ AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 AMP_CHOICES = tuple(AMP_DTYPES)   # what every --amp flag takes
 
 
-def autocast(device: torch.device, amp: str):
-    """torch.autocast for `--amp`, or a context that does nothing for "off"."""
+def check_amp(amp: str) -> str:
+    """The one check of an `--amp` value (the flag's choices aside)."""
     if amp not in AMP_DTYPES:
         raise UserError(f"--amp must be one of {', '.join(AMP_DTYPES)}; got {amp!r}")
-    dtype = AMP_DTYPES[amp]
+    return amp
+
+
+def autocast(device: torch.device, amp: str):
+    """torch.autocast for `--amp`, or a context that does nothing for "off"."""
+    dtype = AMP_DTYPES[check_amp(amp)]
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
