@@ -27,7 +27,7 @@ from data.charsets import load_charset
 from evaluation.comparison import RunSpec, compare_runs, eval_set_from_fonts, eval_set_from_obj
 from evaluation.report import fmt, write_report
 from evaluation.robustness import Study, load_study, study_runs_dir, study_summary
-from model.checkpoint import resolve_step
+from model.checkpoint import Checkpoints
 from model.loading import model_config_of
 from utils.cli import add_device_flags, run
 from utils.device import resolve_device
@@ -90,7 +90,7 @@ def main(argv=None):
         if not dst:
             raise UserError("--src_font needs at least one --dst_font LABEL=FONT")
         # the glyph size to render at: read from the first run's config, no weights loaded
-        config = model_config_of(runs[0].checkpoint_dir, resolve_step(runs[0].checkpoint_dir, runs[0].step))
+        config = model_config_of(runs[0].checkpoint_dir, Checkpoints(runs[0].checkpoint_dir).resolve(runs[0].step))
         evalset = eval_set_from_fonts(args.src_font, dst, load_charset(args.charset), config.image_size,
                                       args.max_samples, args.seed)
     print(f"evaluation set: {evalset.description}")

@@ -127,8 +127,7 @@ def main(argv=None) -> int:
     experiment = Experiment.from_args(args)
     out = checked_output(Path(args.out)) if args.out else None   # the default needs the label: checked below
     device = resolve_device(args.device)
-    netG, config, step = load_generator(experiment.checkpoint, args.resume, device,
-                                         **given_architecture(args))
+    netG, config, step = load_generator(experiment.checkpoint, args.resume, device, given_architecture(args))
     label, style = style_label(args, config)
     out = out or checked_output(experiment.font / f"style_{label}.ttf")
     family = args.family or f"zi2zi {style}"

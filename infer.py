@@ -34,7 +34,7 @@ def main(argv=None):
     experiment = Experiment.from_args(args)
     check_args(args)
     device = resolve_device(args.device, args.gpu_ids)
-    netG, config, step = load_generator(experiment.checkpoint, args.resume, device, **given_architecture(args))
+    netG, config, step = load_generator(experiment.checkpoint, args.resume, device, given_architecture(args))
     if args.export_plain:
         for line in export_plain(experiment.checkpoint, step, netG, config, args.export_plain):
             print(line)

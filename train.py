@@ -18,7 +18,7 @@ from training.lock import lock_before_imports, lock_experiment
 # A second run on a training experiment exits before the seconds torch takes to import.
 HELD_LOCK = lock_before_imports(sys.argv[1:]) if __name__ == "__main__" else None
 
-from training.config import build_parser, device_settings, resolve_settings  # noqa: E402 (after the lock)
+from training.config import build_parser, device_settings, given_flags, resolve_settings  # noqa: E402 (after the lock)
 from training.loop import Trainer
 from training.recipes import apply_recipe
 from training.start import find_start
@@ -33,7 +33,9 @@ from utils.rng import seed_everything
 
 def main(argv=None):
     args = build_parser(__doc__).parse_args(argv)
-    flags, recipe_notes = apply_recipe(vars(args))   # a preset fills flags not given, once, before anything reads them
+    # the command line becomes settings' flags once (norm flags folded, a preset's values filled in);
+    # nothing downstream rereads args
+    flags, recipe_notes = apply_recipe(given_flags(args))
     experiment = Experiment.from_args(args)
     if args.dry_run:
         for note in recipe_notes:
@@ -41,7 +43,7 @@ def main(argv=None):
         start = find_start(flags, experiment.checkpoint)
         device_config = device_settings(flags)
         device = resolve_device(device_config.device, device_config.gpu_ids)
-        print(resolve_settings(flags, start.state, start.model_config, device).describe())
+        print(resolve_settings(flags, start, device).describe())
         return 0
     check_output_dir(args.experiment_dir, "--experiment_dir")
     if args.checkpoint_dir:
@@ -62,7 +64,7 @@ def main(argv=None):
             for note in recipe_notes if ctx.is_main else []:
                 print(note, flush=True)
             start = find_start(flags, experiment.checkpoint, ctx, device)   # rank 0 decides, all load it
-            settings = resolve_settings(flags, start.state, start.model_config, device)
+            settings = resolve_settings(flags, start, device)
             experiment = Experiment.at(args.experiment_dir, settings.run.data_dir, args.checkpoint_dir)
             settings.device.check_sync_bn(device, settings.model, ctx.world_size)
             try:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from model import ModelConfig, TrainConfig
+from model import ModelConfig
+from training.config import TrainConfig
 from training.step import TrainingStep
 from utils.errors import UserError
 

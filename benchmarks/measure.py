@@ -14,7 +14,8 @@ import torch
 from data.augment import augment_float, augment_params, augment_uint8
 from data.dataset import DatasetFromObj
 from data.loader import BatchIterator, PairBank, to_model_input
-from model import ModelConfig, TrainConfig, build_generator
+from model import ModelConfig, build_generator
+from training.config import TrainConfig
 from model.inference import generate
 from training.step import TrainingStep
 

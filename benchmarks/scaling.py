@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from model import ModelConfig, TrainConfig
+from model import ModelConfig
+from training.config import TrainConfig
 from training.step import TrainingStep, replica_buffers
 from utils import distributed
 from utils.io import atomic_write_text

@@ -1,9 +1,8 @@
-"""Typed configuration saved with every checkpoint.
+"""The architecture, saved with every checkpoint, and its flags.
 
 `ModelConfig` holds every architecture choice, so a checkpoint rebuilds the exact
-network without the user repeating flags. `TrainConfig` holds the loss weights and
-optimiser settings of a run. Both are saved in the training state file (with the run
-settings of `training.config.RunConfig`), so a resumed run continues as it was.
+network without the user repeating flags; the training state file keeps it beside
+the training settings (`training.config`), so a resumed run continues as it was.
 """
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ from utils.cli import add_config_flag
 from utils.errors import UserError
 
 NORMS = ("batch", "instance", "none")
+STATE_KEY = "model_config"   # where a training state file keeps the architecture
 ConfigT = TypeVar("ConfigT")
 
 
@@ -35,17 +35,33 @@ def config_from_dict(cls: type[ConfigT], values: dict, source: str = "the checkp
     return cls(**values)
 
 
-def check_given_flags(saved: dict[str, Any], given: dict[str, Any], source: str,
-                      error: type[UserError] = UserError) -> None:
-    """The one flag-vs-checkpoint check: a given flag (None = not given) must equal the saved value."""
+def decide_architecture(given: dict[str, Any], known: dict[str, Any] | None = None, source: str = "",
+                        grow_labels: bool = False, error: type[UserError] = UserError) -> "ModelConfig":
+    """The one decision of an architecture: the flags given against what a checkpoint says.
+
+    `given`: architecture flags as `given_architecture` returns them (None = not given);
+    `known`: what the checkpoint's config records or its weights show (None: a new run, so
+    the flags and then ModelConfig's defaults decide). A given flag that contradicts
+    `known` is an error naming the flag and `source`. With `grow_labels` (--init_from)
+    --embedding_num may exceed the checkpoint's labels (new labels), never fall below.
+    """
+    given = {name: value for name, value in given.items() if value is not None}
+    known = dict(known or {})
+    wanted = given.get("embedding_num")
+    if grow_labels and wanted is not None and "embedding_num" in known:
+        if wanted < known["embedding_num"]:
+            raise error(f"--embedding_num {wanted} is below the {known['embedding_num']} labels of {source}; it can "
+                        f"only grow (new labels get new embedding and category rows)")
+        known["embedding_num"] = wanted
     for name, value in given.items():
-        if value is not None and name in saved and saved[name] != value:
-            raise error(f"{flag_name(name)} {value} contradicts {source} ({name}={saved[name]}); "
-                            f"the architecture comes from the checkpoint, so drop the flag"
-                            f" (or start a new --experiment_dir to train another architecture)")
+        if name in known and known[name] != value:
+            raise error(f"{flag_name(name)} {value} contradicts {source} ({name}={known[name]}); "
+                        f"the architecture comes from the checkpoint, so drop the flag"
+                        f" (or start a new --experiment_dir to train another architecture)")
+    return ModelConfig(**{**given, **known})
 
 
-def expand_norm_flags(flags: dict[str, Any]) -> dict[str, Any]:
+def _fold_norm_flags(flags: dict[str, Any]) -> dict[str, Any]:
     """Turn --norm (both networks) and zi2zi's --inst_norm into --norm_G / --norm_D.
 
     A network's own flag wins over --norm, so `--norm batch --norm_D none` means
@@ -123,9 +139,10 @@ class ModelConfig:
             values.setdefault("norm_D", norm)
         return config_from_dict(cls, values)
 
-    def check_flags(self, given: dict[str, Any], source: str, error: type[UserError] = UserError) -> None:
-        """Raise if a flag the user gave (None = not given) contradicts this saved architecture."""
-        check_given_flags(self.to_dict(), given, source, error)
+    @classmethod
+    def from_state(cls, state: dict) -> "ModelConfig":
+        """The architecture a training state file records (its one reader, for training and inference alike)."""
+        return cls.from_dict(state[STATE_KEY])
 
     def check_labels(self, low: int, high: int, source: str = "the data") -> None:
         """Raise if a style label in [low, high] has no row in the embedding."""
@@ -154,7 +171,7 @@ class ModelConfig:
 
 
 # The architecture flags, one per ModelConfig field a user chooses (use_dropout is zi2zi's fixed
-# choice), plus --norm for both networks and zi2zi's --inst_norm, which expand_norm_flags turns
+# choice), plus --norm for both networks and zi2zi's --inst_norm, which given_architecture folds
 # into norm_G / norm_D. train.py offers them all; infer.py those of the generator.
 _ARCH_HELP = {
     "norm": "norm layers of both networks",
@@ -177,9 +194,13 @@ GENERATOR_FLAGS = ("norm", "inst_norm", "input_nc", "embedding_num", "embedding_
                    "sn_generator")
 
 
-def given_architecture(args, names: tuple[str, ...] = GENERATOR_FLAGS) -> dict:
-    """The architecture flags `names` as parsed (None = not given), for checkpoints without a config."""
-    return {name: getattr(args, name) for name in names}
+def given_architecture(args, names: tuple[str, ...] = GENERATOR_FLAGS) -> dict[str, Any]:
+    """The architecture flags `names` as ModelConfig fields (None = not given), --norm and --inst_norm folded
+    into norm_G / norm_D: how every script reads them, once, right after parsing."""
+    values = vars(args) if not isinstance(args, dict) else args
+    folded = _fold_norm_flags({name: values.get(name) for name in names})
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    return {name: value for name, value in folded.items() if name in fields}
 
 
 def add_architecture_flags(group: argparse._ActionsContainer, names: tuple[str, ...] = ARCH_FLAGS,
@@ -196,54 +217,3 @@ def add_architecture_flags(group: argparse._ActionsContainer, names: tuple[str, 
                 {"choices": [1, 3]} if name == "input_nc" else {}
             aliases = (flag_name(name), "--" + name) if name.startswith("sn_") else ()
             add_config_flag(group, ModelConfig, name, _ARCH_HELP[name], *aliases, show_default=show_defaults, **extra)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Loss weights and optimiser settings of one training run.
-
-    Resolution rule: a resumed run keeps the checkpoint's values; a flag given again
-    overrides one, the change is printed, and it takes effect (a new learning rate is
-    set in the optimiser).
-    """
-    lr: float = 0.001
-    lr_D: float | None = None     # None: same as lr; set apart for two-time-scale updates
-    beta1: float = 0.5            # Adam's betas for both networks
-    beta2: float = 0.999
-    L1_penalty: float = 100.0     # weight of L1(fake_B, real_B)
-    Lconst_penalty: float = 15.0  # weight of the encoding-constancy MSE
-    Lcategory_penalty: float = 1.0
-    schedule: int = 20            # halve both rates every this many epochs ...
-    min_lr: float = 0.0002        # ... but never below this
-    g_steps: int = 2              # generator updates per iteration
-    freeze_encoder: bool = False
-    flip_labels: bool = False
-
-    def __post_init__(self):
-        for name in ("lr", "lr_D"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise UserError(f"--{name} must be a finite number > 0; got {value}")
-        for name in ("L1_penalty", "Lconst_penalty", "Lcategory_penalty"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise UserError(f"--{name} must be a finite number >= 0; got {value}")
-        for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and 0 <= value < 1):
-                raise UserError(f"--{name} must be in [0, 1); got {value}")
-        if self.g_steps < 1:
-            raise UserError(f"--g_steps must be >= 1; got {self.g_steps}")
-        if self.schedule < 1:
-            raise UserError(f"--schedule must be >= 1 epoch; got {self.schedule}")
-
-    @property
-    def discriminator_lr(self) -> float:
-        return self.lr if self.lr_D is None else self.lr_D
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        return config_from_dict(cls, values)

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, checkpoint_files, read_checkpoint_file, read_training_state, resolve_step
-from .config import ModelConfig, check_given_flags, expand_norm_flags
+from .checkpoint import CheckpointError, Checkpoints, read_checkpoint_file
+from .config import ModelConfig, decide_architecture
 from .networks import build_generator
 from .spectral import uses_spectral_norm
 
@@ -110,64 +110,69 @@ def load_weights_growing_labels(net: nn.Module, path: str | Path, net_name: str)
     return labels_before
 
 
-def infer_model_config(g_state: dict, d_state: dict | None = None, **given) -> ModelConfig:
+def infer_model_config(g_state: dict, d_state: dict | None = None, given: dict | None = None,
+                       grow_labels: bool = False) -> ModelConfig:
     """Rebuild the architecture of a config-less (zi2zi-pytorch) checkpoint from its keys.
 
-    `given` holds values the user passed on the command line (None = not given); one
-    that contradicts the keys is an error naming the flag.
+    `given` holds the architecture flags (model.config.given_architecture; None = not
+    given); one that contradicts the keys is an error naming the flag.
     """
     def weight(sd, prefix):
         return sd.get(prefix + "weight", sd.get(prefix + "weight_orig"))
 
+    given = given or {}
     first = weight(g_state, "model.down.0.")
     if first is None or "embedder.weight" not in g_state:
         raise CheckpointError("generator checkpoint has no model.down.0.weight / embedder.weight: "
                               "it is not a zi2zi UNetGenerator state dict")
     depth = max(k.count("submodule.") for k in g_state) + 1
-    inferred = {
+    known = {
         "input_nc": first.shape[1], "ngf": first.shape[0],
         "embedding_num": g_state["embedder.weight"].shape[0],
         "embedding_dim": g_state["embedder.weight"].shape[1],
         "image_size": 2 ** depth, "sn_generator": uses_spectral_norm(g_state),
     }
     if any(k.endswith("running_mean") for k in g_state):
-        inferred["norm_G"] = "batch"
+        known["norm_G"] = "batch"
     if d_state is not None:
-        inferred["ndf"] = weight(d_state, "model.0.").shape[0]
-        inferred["sn_discriminator"] = uses_spectral_norm(d_state)
+        known["ndf"] = weight(d_state, "model.0.").shape[0]
+        known["sn_discriminator"] = uses_spectral_norm(d_state)
         if any(k.endswith("running_mean") for k in d_state):
-            inferred["norm_D"] = "batch"
-    given = expand_norm_flags(given)
-    check_given_flags(inferred, given, "the checkpoint's weights", CheckpointError)
-    inferred = {**{k: v for k, v in given.items() if v is not None}, **inferred}
-    if "norm_G" not in inferred:
+            known["norm_D"] = "batch"
+    source = "the checkpoint's weights"
+    decide_architecture(given, known, source, grow_labels, CheckpointError)   # a contradiction first
+    if "norm_G" not in known and given.get("norm_G") is None:
         raise CheckpointError("the generator checkpoint has no BatchNorm statistics, so its norm is instance "
                               "or none (their weights look alike): pass --norm instance or --norm none")
-    if "norm_D" not in inferred:
+    if "norm_D" not in known and given.get("norm_D") is None:
         if d_state is not None:
             raise CheckpointError("the discriminator checkpoint has no BatchNorm statistics, so its norm is "
                                   "instance or none: pass --norm_D instance or --norm_D none")
-        inferred["norm_D"] = inferred["norm_G"]  # no D to build: inference uses G alone
-    return ModelConfig(**inferred)
+        known["norm_D"] = known.get("norm_G", given.get("norm_G"))  # no D to build: inference uses G alone
+    return decide_architecture(given, known, source, grow_labels, CheckpointError)
 
 
-def model_config_of(ckpt_dir: str | Path, step: int, **given) -> ModelConfig:
-    """The architecture of a checkpoint: from its state file, else inferred from its keys."""
-    state = read_training_state(ckpt_dir, step)
+def model_config_of(ckpt_dir: str | Path, step: int, given: dict | None = None,
+                    grow_labels: bool = False) -> ModelConfig:
+    """The architecture of a checkpoint, from its state file or else inferred from its keys, with the
+    architecture flags `given` checked against it (model.config.decide_architecture)."""
+    checkpoints = Checkpoints(ckpt_dir)
+    state = checkpoints.read_state(step)
     if state is not None:
-        config = ModelConfig.from_dict(state["model_config"])
-        config.check_flags(expand_norm_flags(given), f"the config of checkpoint step {step} in {ckpt_dir}", CheckpointError)
-        return config
-    files = checkpoint_files(ckpt_dir, step)
+        return decide_architecture(given or {}, ModelConfig.from_state(state).to_dict(),
+                                   f"the config of checkpoint step {step} in {ckpt_dir}", grow_labels,
+                                   CheckpointError)
+    files = checkpoints.files(step)
     d_state = read_state_dict(files["D"]) if files["D"].exists() else None
-    return infer_model_config(read_state_dict(files["G"]), d_state, **given)
+    return infer_model_config(read_state_dict(files["G"]), d_state, given, grow_labels)
 
 
 def load_generator(ckpt_dir: str | Path, step: str | int = "latest",
-                   device: str | torch.device = "cpu", **given) -> tuple[nn.Module, ModelConfig, int]:
-    """Generator in eval mode, its config and step, ready for inference."""
-    step = resolve_step(ckpt_dir, step)
-    config = model_config_of(ckpt_dir, step, **given)
+                   device: str | torch.device = "cpu", given: dict | None = None) -> tuple[nn.Module, ModelConfig, int]:
+    """Generator in eval mode, its config and step, ready for inference (`given`: the architecture flags)."""
+    checkpoints = Checkpoints(ckpt_dir)
+    step = checkpoints.resolve(step)
+    config = model_config_of(ckpt_dir, step, given)
     net = build_generator(config)
-    load_weights(net, checkpoint_files(ckpt_dir, step)["G"], "G")
+    load_weights(net, checkpoints.files(step)["G"], "G")
     return net.to(device).eval(), config, step

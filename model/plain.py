@@ -8,7 +8,7 @@ from torch import nn
 
 from utils.io import atomic_torch_save
 
-from .checkpoint import checkpoint_files
+from .checkpoint import Checkpoints
 from .config import ModelConfig
 from .loading import load_weights
 from .networks import build_discriminator
@@ -35,10 +35,10 @@ def export_plain(ckpt_dir: str | Path, step: int, netG: nn.Module, config: Model
     zi2zi-pytorch's `load_networks(step)` with `save_dir=out_dir` reads both. Returns
     lines saying what was written (and what zi2zi-pytorch can build).
     """
-    out = checkpoint_files(out_dir, step)
+    out = Checkpoints(out_dir).files(step)
     export_plain_generator(netG, out["G"])
     lines = [f"wrote {out['G']}: generator of step {step} as a plain zi2zi-pytorch state dict"]
-    d_file = checkpoint_files(ckpt_dir, step)["D"]
+    d_file = Checkpoints(ckpt_dir).files(step)["D"]
     if d_file.exists():
         netD = build_discriminator(config)
         load_weights(netD, d_file, "D")

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from data.loader import BatchIterator, PairBank
-from model.config import NORMS, ModelConfig, TrainConfig
+from model.config import NORMS, ModelConfig
+from training.config import TrainConfig
 from training.step import TrainingStep
 
 LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)

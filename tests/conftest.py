@@ -118,8 +118,8 @@ def tiny_trainer(bundled_font_data):
     """Factory: a CPU Trainer of the tiny model (batch 8, log every 5 steps, no samples) on the bundled
     fonts' data, in experiment folder `exp`; keyword arguments set RunConfig fields (`train=` TrainConfig's)."""
     def make(exp, **run):
-        from model import ModelConfig, TrainConfig
-        from training.config import DeviceConfig, RunConfig, Settings
+        from model import ModelConfig
+        from training.config import DeviceConfig, RunConfig, Settings, TrainConfig
         from training.loop import Trainer
         from training.step import TrainingStep
         from utils.experiment import Experiment

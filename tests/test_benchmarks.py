@@ -9,7 +9,7 @@ import benchmarks.anchor
 from benchmarks.anchor import bench_anchor, load_anchor_class
 from benchmarks.measure import count_syncs, endless, flops_per_step
 from data.loader import BatchIterator, PairBank
-from model import TrainConfig
+from training.config import TrainConfig
 from training.step import TrainingStep
 
 

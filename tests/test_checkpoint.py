@@ -6,9 +6,11 @@ import pickle
 import pytest
 import torch
 
-from model import (CheckpointError, ModelConfig, TrainConfig, build_generator, export_plain_generator,
-                   load_generator, uses_spectral_norm)
-from model.checkpoint import available_steps, checkpoint_files, prune_checkpoints, resolve_step
+from model import (CheckpointError, ModelConfig, build_generator, export_plain_generator, load_generator,
+                   uses_spectral_norm)
+from training.config import TrainConfig
+from model.checkpoint import Checkpoints, available_steps, resolve_step
+from model.config import given_architecture
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.step import TrainingStep
 
@@ -34,13 +36,12 @@ def test_resume_continues_the_same_run(tmp_path, sn, tiny_config, tiny_batches):
     torch.manual_seed(123)
     first = TrainingStep(config, train)
     _run(first, batches[:2])
-    first.epoch = 1
     first.update_lr()
-    save_checkpoint(first, tmp_path)
+    save_checkpoint(first, tmp_path, epoch=1, batches_done_in_epoch=0)
     torch.manual_seed(999)  # a fresh process would start from another RNG state
     resumed = TrainingStep(config, train)
-    load_checkpoint(resumed, tmp_path, 2)
-    assert resumed.step == 2 and resumed.epoch == 1
+    state = load_checkpoint(resumed, tmp_path, 2)
+    assert resumed.step == 2 and state.epoch == 1
     assert resumed.learning_rates == first.learning_rates
     # undo the LR change for the comparison with the straight run
     for opt in (resumed.optimizer_G, resumed.optimizer_D):
@@ -81,7 +82,7 @@ def test_zi2zi_pytorch_checkpoint_loads_without_config(tmp_path, reference_dir):
         fake, _ = G(io["x"].clone(), io["labels"])
     assert torch.allclose(fake, io["fake_B"], atol=1e-5)
     with pytest.raises(CheckpointError, match="--input_nc 3 contradicts"):
-        load_generator(tmp_path, 5, input_nc=3)
+        load_generator(tmp_path, 5, given={"input_nc": 3})
 
 
 def test_sn_mismatch_says_which_flag(tmp_path, tiny_config):
@@ -92,10 +93,10 @@ def test_sn_mismatch_says_which_flag(tmp_path, tiny_config):
         load_checkpoint(plain, tmp_path, 0)
     from model.loading import load_weights
     with pytest.raises(CheckpointError, match="trained with --sn-discriminator; this run has it off"):
-        load_weights(plain.netD, checkpoint_files(tmp_path, 0)["D"], "D")
+        load_weights(plain.netD, Checkpoints(tmp_path).files(0)["D"], "D")
     sn_G = build_generator(tiny_config(sn_generator=True))
     with pytest.raises(CheckpointError, match="trained without --sn-generator; this run has it on"):
-        load_weights(sn_G, checkpoint_files(tmp_path, 0)["G"], "G")
+        load_weights(sn_G, Checkpoints(tmp_path).files(0)["G"], "G")
 
 
 def test_shape_mismatch_names_the_flag(tmp_path, tiny_config):
@@ -104,22 +105,22 @@ def test_shape_mismatch_names_the_flag(tmp_path, tiny_config):
     save_checkpoint(model, tmp_path)
     other = build_generator(tiny_config(embedding_num=6))
     with pytest.raises(CheckpointError, match=r"embedder.weight has shape \[4, 16\].*--embedding_num"):
-        load_weights(other, checkpoint_files(tmp_path, 0)["G"], "G")
+        load_weights(other, Checkpoints(tmp_path).files(0)["G"], "G")
     deeper = build_generator(tiny_config(image_size=64))
     with pytest.raises(CheckpointError, match="--image_size"):
-        load_weights(deeper, checkpoint_files(tmp_path, 0)["G"], "G")
+        load_weights(deeper, Checkpoints(tmp_path).files(0)["G"], "G")
     batch_G = build_generator(tiny_config())
     inst = TrainingStep(tiny_config(norm_G="instance", norm_D="instance"), TrainConfig())
     inst.step = 1
     save_checkpoint(inst, tmp_path)
     with pytest.raises(CheckpointError, match="--norm instance or none"):
-        load_weights(batch_G, checkpoint_files(tmp_path, 1)["G"], "G")
+        load_weights(batch_G, Checkpoints(tmp_path).files(1)["G"], "G")
 
 
 def test_unreadable_checkpoint_names_the_file(tmp_path):
     (tmp_path / "3_net_G.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="3_net_G.pth"):
-        load_generator(tmp_path, 3, norm="batch")
+        load_generator(tmp_path, 3, given=given_architecture({"norm": "batch"}))
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
@@ -129,7 +130,7 @@ def test_pickled_code_is_refused(tmp_path):
     # weights_only loading refuses a pickle that would call arbitrary functions
     (tmp_path / "1_net_G.pth").write_bytes(pickle.dumps(os_module.getcwd))
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
-        load_generator(tmp_path, 1, norm="batch")
+        load_generator(tmp_path, 1, given=given_architecture({"norm": "batch"}))
 
 
 def test_resolve_step_and_prune(tmp_path, tiny_config):
@@ -137,14 +138,14 @@ def test_resolve_step_and_prune(tmp_path, tiny_config):
     for step in (10, 20, 30):
         model.step = step
         save_checkpoint(model, tmp_path)
-    checkpoint_files(tmp_path, 30)["state"].unlink()  # as if interrupted while saving
+    Checkpoints(tmp_path).files(30)["state"].unlink()  # as if interrupted while saving
     assert resolve_step(tmp_path, "latest") == 30
     assert resolve_step(tmp_path, "latest", complete=True) == 20
     with pytest.raises(CheckpointError, match="no checkpoint for step 15"):
         resolve_step(tmp_path, 15)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         resolve_step(tmp_path / "empty", "latest")
-    assert prune_checkpoints(tmp_path, keep_last=1) == [10, 20]
+    assert Checkpoints(tmp_path).prune(1) == [10, 20]
     assert available_steps(tmp_path) == [30]
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -178,10 +179,10 @@ def test_export_plain_of_a_config_less_checkpoint_uses_the_norm_given(tmp_path, 
     from model.plain import export_plain
     config = tiny_config(norm_G="instance", norm_D="instance")
     torch.manual_seed(0)
-    files = checkpoint_files(tmp_path, 5)
+    files = Checkpoints(tmp_path).files(5)
     torch.save(build_generator(config).state_dict(), files["G"])
     torch.save(build_discriminator(config).state_dict(), files["D"])
-    netG, found, step = load_generator(tmp_path, "latest", norm="instance")
+    netG, found, step = load_generator(tmp_path, "latest", given=given_architecture({"norm": "instance"}))
     lines = export_plain(tmp_path, step, netG, found, tmp_path / "plain")
     plain = tmp_path / "plain"
     assert found == config
@@ -192,7 +193,7 @@ def test_export_plain_of_a_config_less_checkpoint_uses_the_norm_given(tmp_path, 
 
 
 def test_best_pointer_survives_pruning_and_is_dropped_when_stale(tmp_path, tiny_config):
-    from model.checkpoint import CheckpointError, prune_checkpoints, read_best, resolve_step
+    from model.checkpoint import CheckpointError, Checkpoints, resolve_step
     from training.checkpoint import save_checkpoint
     from training.validation import BestCheckpoint
     model = TrainingStep(tiny_config(), TrainConfig(), "cpu")
@@ -203,16 +204,17 @@ def test_best_pointer_survives_pruning_and_is_dropped_when_stale(tmp_path, tiny_
         save_checkpoint(model, tmp_path)
     with pytest.raises(CheckpointError, match="'best' exists for runs trained with --keep_best"):
         resolve_step(tmp_path, "best")
-    best = BestCheckpoint(tmp_path, "ssim", resumed_step=None)
+    folder = Checkpoints(tmp_path)
+    best = BestCheckpoint(folder, "ssim", resumed_step=None)
     assert best.improves(0.3) and not best.improves(float("nan"))
     best.record(2, 0.3)
     assert not best.improves(0.2) and best.improves(0.4)
-    assert prune_checkpoints(tmp_path, 1) == [4] and resolve_step(tmp_path, "best") == 2   # the best is kept
-    assert BestCheckpoint(tmp_path, "ssim", resumed_step=6).value == 0.3          # resumed later: kept
-    assert BestCheckpoint(tmp_path, "l1", resumed_step=6).value is None and read_best(tmp_path) is None  # other metric
-    BestCheckpoint(tmp_path, "l1", resumed_step=6).record(6, 0.1)
-    BestCheckpoint(tmp_path, None, resumed_step=2)   # resumed before the best: that checkpoint will be overwritten
-    assert read_best(tmp_path) is None
+    assert Checkpoints(tmp_path).prune(1) == [4] and resolve_step(tmp_path, "best") == 2   # the best is kept
+    assert BestCheckpoint(folder, "ssim", resumed_step=6).value == 0.3          # resumed later: kept
+    assert BestCheckpoint(folder, "l1", resumed_step=6).value is None and folder.best() is None  # other metric
+    BestCheckpoint(folder, "l1", resumed_step=6).record(6, 0.1)
+    BestCheckpoint(folder, None, resumed_step=2)   # resumed before the best: that checkpoint will be overwritten
+    assert folder.best() is None
     (tmp_path / "best.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="best.json is damaged"):
         resolve_step(tmp_path, "best")
@@ -234,7 +236,7 @@ def test_adam_betas_given_on_resume_take_effect_in_both_optimisers(tmp_path, tin
 
 def test_latest_skips_a_damaged_newest_checkpoint(tmp_path, tiny_config, capsys):
     _save_steps(TrainingStep(tiny_config(), TrainConfig()), tmp_path, (1, 2))
-    g2 = checkpoint_files(tmp_path, 2)["G"]
+    g2 = Checkpoints(tmp_path).files(2)["G"]
     g2.write_bytes(g2.read_bytes()[:2000])   # a copy cut short
     assert resolve_step(tmp_path, "latest") == 1
     assert "skipping checkpoint step 2" in capsys.readouterr().err
@@ -245,12 +247,12 @@ def test_latest_skips_a_damaged_newest_checkpoint(tmp_path, tiny_config, capsys)
 
 
 def test_resume_latest_skips_a_damaged_newest_complete_checkpoint(tmp_path, tiny_config, capsys):
-    from training.config import build_parser
+    from training.config import build_parser, given_flags
     from training.start import find_start
     _save_steps(TrainingStep(tiny_config(), TrainConfig()), tmp_path, (1, 2))
-    state = checkpoint_files(tmp_path, 2)["state"]
+    state = Checkpoints(tmp_path).files(2)["state"]
     state.write_bytes(state.read_bytes()[:500])   # the newest run state cut short
-    flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path), "--resume", "latest"]))
+    flags = given_flags(build_parser("train").parse_args(["--experiment_dir", str(tmp_path), "--resume", "latest"]))
     start = find_start(flags, tmp_path)
     assert (start.kind, start.step) == ("resume", 1)
     assert "skipping checkpoint step 2" in capsys.readouterr().err
@@ -267,26 +269,27 @@ def test_checkpoint_with_non_tensors_names_file_and_key(tmp_path, tiny_config):
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_code_in_a_state_file_is_refused(tmp_path, tiny_config):
-    from model.checkpoint import read_training_state
+    from model.checkpoint import Checkpoints
     model = TrainingStep(tiny_config(), TrainConfig())
     save_checkpoint(model, tmp_path)
-    checkpoint_files(tmp_path, 0)["state"].write_bytes(pickle.dumps(os.getcwd))
+    Checkpoints(tmp_path).files(0)["state"].write_bytes(pickle.dumps(os.getcwd))
     with pytest.raises(CheckpointError, match="refused because loading them could run code"):
-        read_training_state(tmp_path, 0)
+        Checkpoints(tmp_path).read_state(0)
 
 
 def test_a_checkpoint_that_cannot_be_completed_leaves_none_of_its_files(tmp_path, tiny_config, monkeypatch):
+    from model import checkpoint as folder_module
     from training import checkpoint
     from training.step import TrainingStep
     model = TrainingStep(tiny_config(), device="cpu")
     model.step = 3
-    real = checkpoint.atomic_torch_save
+    real = folder_module.atomic_torch_save
 
     def state_does_not_fit(obj, path):
         if str(path).endswith("_state.pth"):
             raise OSError(28, "No space left on device")
         return real(obj, path)
-    monkeypatch.setattr(checkpoint, "atomic_torch_save", state_does_not_fit)
+    monkeypatch.setattr(folder_module, "atomic_torch_save", state_does_not_fit)
     with pytest.raises(OSError):
         checkpoint.save_checkpoint(model, tmp_path)
     assert list(tmp_path.iterdir()) == []   # G and D of step 3 went too: all three or none

@@ -38,7 +38,8 @@ def test_blank_samples_are_reported():
 
 
 def _settings(**run):
-    from model import ModelConfig, TrainConfig
+    from model import ModelConfig
+    from training.config import TrainConfig
     from training.config import DeviceConfig, RunConfig, Settings
     return Settings(ModelConfig(embedding_num=2, embedding_dim=16, ngf=16, ndf=16, image_size=32),
                     TrainConfig(lr=1e-12, lr_D=0.002),   # G is held still; D is free to win
@@ -91,7 +92,8 @@ def test_stop_on_collapse_keeps_the_earlier_checkpoints(bundled_font_data, tmp_p
                                                   ("instance", "instance", False)])
 def test_recommended_norm_settings_learn_on_the_bundled_fonts(bundled_font_data, tmp_path, norm_G, norm_D, sn_D):
     from data.loader import PairBank
-    from model import ModelConfig, TrainConfig
+    from model import ModelConfig
+    from training.config import TrainConfig
     from training.config import DeviceConfig, RunConfig, Settings
     from training.loop import Trainer
     from utils.experiment import Experiment

@@ -8,7 +8,7 @@ import torch
 
 from data.obj import encode_image, write_obj
 from evaluation.comparison import RunSpec, compare_runs, eval_set_from_obj
-from model import TrainConfig
+from training.config import TrainConfig
 from training.checkpoint import save_checkpoint
 from training.step import TrainingStep
 from evaluation.metrics import (collapse_measures, count_spikes, is_collapsed, paired_bootstrap, per_sample_metrics,

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from data.loader import BatchIterator, PairBank
-from model import TrainConfig
+from training.config import TrainConfig
 from training.checkpoint import load_checkpoint, save_checkpoint
 from model.spectral import spectral_norm_layers
 from training.step import TrainingStep

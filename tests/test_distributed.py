@@ -12,7 +12,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from data.loader import BatchIterator, PairBank, PilBatches
-from model import ModelConfig, TrainConfig
+from model import ModelConfig
+from training.config import TrainConfig
 from model.spectral import spectral_norm_layers
 from training.step import TrainingStep
 from utils.distributed import Distributed, free_port, process_device, torchrun_command
@@ -265,15 +266,14 @@ def _listing_worker(rank: int, world: int, store: str, ckpt: str, out: str) -> N
     from model import checkpoint
     from training import start as start_module
     if rank == 1:
-        real = checkpoint.available_steps
-        stale = lambda folder, complete=False: [s for s in real(folder, complete) if s < 4]  # noqa: E731
-        checkpoint.available_steps = start_module.available_steps = stale
+        real = checkpoint.Checkpoints.steps
+        checkpoint.Checkpoints.steps = lambda self, complete=False: [s for s in real(self, complete) if s < 4]
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         ctx = Distributed(rank, world, rank)
         alone = start_module.decide_start({"resume": "latest"}, Path(ckpt)).step   # this rank's own view
         agreed = start_module.find_start({"resume": "latest"}, Path(ckpt), ctx, torch.device("cpu"))
-        torch.save({"alone": alone, "agreed": agreed.step, "state_step": agreed.state["step"]}, f"{out}.{rank}")
+        torch.save({"alone": alone, "agreed": agreed.step, "state_step": agreed.state.step}, f"{out}.{rank}")
     finally:
         leave_group()
 

@@ -9,7 +9,7 @@ from PIL import Image
 from data.augment import AugmentDraw, augment_float, augment_params, augment_uint8
 from data.dataset import DatasetFromObj, split_pair
 from data.loader import BatchIterator, PairBank, to_model_input
-from model import TrainConfig
+from training.config import TrainConfig
 from training.step import TrainingStep
 from model.spectral import spectral_norm_layers
 from utils.device import speed_defaults

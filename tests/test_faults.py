@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from data.obj import ObjFormatError, encode_image, read_obj, write_obj
-from model import TrainConfig, load_generator
-from model.checkpoint import available_steps
+from model import load_generator
+from training.config import TrainConfig
+from model.checkpoint import Checkpoints, available_steps
 from training.checkpoint import save_checkpoint
 from training.step import TrainingStep
 from utils.errors import UserError
@@ -35,18 +36,18 @@ def test_unwritable_checkpoint_folder_fails_before_the_first_step(tiny_trainer, 
 @pytest.mark.slow
 def test_the_last_step_is_written_once_and_logs_survive_a_failed_final_save(tiny_trainer, tmp_path,
                                                                           monkeypatch):
-    import training.loop
+    from training.checkpoint import TrainingState
     saved = []
-    real = training.loop.save_checkpoint
-    monkeypatch.setattr(training.loop, "save_checkpoint",
-                        lambda model, *a, **k: (saved.append(model.step), real(model, *a, **k))[1])
+    real = TrainingState.save
+    monkeypatch.setattr(TrainingState, "save",
+                        lambda state, *a, **k: (saved.append(state.step), real(state, *a, **k))[1])
     trainer = tiny_trainer(tmp_path / "a", max_steps=4, checkpoint_steps=2)
     trainer.run()
     assert saved == [2, 4]   # the final step was checkpointed by the loop, not again at shutdown
 
-    def disk_full(model, *args, **kwargs):
+    def disk_full(state, *args, **kwargs):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(training.loop, "save_checkpoint", disk_full)
+    monkeypatch.setattr(TrainingState, "save", disk_full)
     trainer = tiny_trainer(tmp_path / "b", max_steps=5, checkpoint_steps=1000)
     with pytest.raises(UserError, match="could not save checkpoint step 5"):
         trainer.run()
@@ -152,10 +153,10 @@ def test_package_wants_dst_json_and_type_file_together_before_packing(tmp_path, 
 
 
 def test_resume_and_init_from_are_refused_together(tmp_path):
-    from training.config import build_parser
+    from training.config import build_parser, given_flags
     from training.start import find_start
-    flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path), "--resume", "latest",
-                                                   "--init_from", str(tmp_path)]))
+    flags = given_flags(build_parser("train").parse_args(["--experiment_dir", str(tmp_path), "--resume", "latest",
+                                                          "--init_from", str(tmp_path)]))
     with pytest.raises(UserError, match="give --resume .* or --init_from .*, not both"):
         find_start(flags, tmp_path / "checkpoint")
 
@@ -466,7 +467,7 @@ def test_a_nan_between_log_steps_still_saves_no_weights(tiny_trainer, tmp_path):
 def test_init_from_takes_the_best_checkpoint_of_a_run(tmp_path):
     import torch
 
-    from model.checkpoint import write_best
+    from model.checkpoint import Checkpoints
     from training.start import parse_init_from
     ckpt = tmp_path / "base" / "checkpoint"
     ckpt.mkdir(parents=True)
@@ -475,7 +476,7 @@ def test_init_from_takes_the_best_checkpoint_of_a_run(tmp_path):
             torch.save({}, ckpt / f"{step}_net_{net}.pth")
     with pytest.raises(UserError, match="no best.json .* --keep_best"):
         parse_init_from(f"{tmp_path / 'base'}:best")
-    write_best(ckpt, 10, "ssim", 0.5, True)
+    Checkpoints(ckpt).write_best(10, "ssim", 0.5, True)
     assert parse_init_from(f"{tmp_path / 'base'}:best") == (ckpt, 10)
     assert parse_init_from(f"{tmp_path / 'base'}:latest") == (ckpt, 20)
     assert parse_init_from(str(tmp_path / "base")) == (ckpt, 20)

@@ -380,7 +380,7 @@ SHRINK = {"font2img.py": ["--canvas_size", "32", "--char_size", "32"],
 
 @pytest.mark.slow
 def test_the_readme_handwriting_path_runs_as_written(sheets, tmp_path, run_script, tiny_config):
-    from model.checkpoint import write_best
+    from model.checkpoint import Checkpoints
     from training.checkpoint import save_checkpoint
     from training.step import TrainingStep
     root, _, written = sheets
@@ -392,7 +392,7 @@ def test_the_readme_handwriting_path_runs_as_written(sheets, tmp_path, run_scrip
     model = TrainingStep(tiny_config(embedding_num=13))
     model.step = 5
     save_checkpoint(model, base / "checkpoint")
-    write_best(base / "checkpoint", 5, "ssim", 0.5, True)
+    Checkpoints(base / "checkpoint").write_best(5, "ssim", 0.5, True)
 
     def here(args):
         return [str(hand) if a == "hand" else a.replace("hand/", f"{hand}/").replace("base:", f"{base}:")

@@ -243,10 +243,10 @@ def test_export_font_from_a_trained_experiment(experiment, tmp_path, run_script)
 
 def test_export_font_of_a_zi2zi_checkpoint_takes_the_norm_its_weights_leave_open(tmp_path, run_script):
     from model import ModelConfig, build_discriminator, build_generator
-    from model.checkpoint import checkpoint_files
+    from model.checkpoint import Checkpoints
     config = ModelConfig(image_size=32, ngf=8, ndf=8, embedding_num=2, embedding_dim=16, norm_G="instance",
                          norm_D="instance")
-    files = checkpoint_files(tmp_path / "exp" / "checkpoint", 3)   # zi2zi-pytorch's files only: no state, no config
+    files = Checkpoints(tmp_path / "exp" / "checkpoint").files(3)   # zi2zi-pytorch's files only: no state, no config
     files["G"].parent.mkdir(parents=True)
     torch.save(build_generator(config).state_dict(), files["G"])
     torch.save(build_discriminator(config).state_dict(), files["D"])

@@ -5,19 +5,21 @@ import sys
 import pytest
 import torch
 
-from model import ModelConfig, TrainConfig
-from training.config import DeviceConfig, RunConfig, build_parser, resolve_settings
+from model import ModelConfig
+from training.checkpoint import TrainingState
+from training.config import DeviceConfig, RunConfig, TrainConfig, build_parser, given_flags, resolve_settings
+from training.start import Start
 from training.step import TrainingStep
 from utils.errors import UserError
 
 
 def flags(*argv):
-    return vars(build_parser("train").parse_args(["--experiment_dir", "x", *map(str, argv)]))
+    return given_flags(build_parser("train").parse_args(["--experiment_dir", "x", *map(str, argv)]))
 
 
 def saved_state(model_config=ModelConfig(), train_config=TrainConfig(), run_config=RunConfig()):
-    return {"model_config": model_config.to_dict(), "train_config": train_config.to_dict(),
-            "run_config": run_config.to_dict()}
+    """A resumed start whose checkpoint holds these settings."""
+    return Start("resume", 0, TrainingState(model_config, train_config, {}, {}, run_config=run_config))
 
 
 def test_new_run_takes_flags_then_dataclass_defaults():
@@ -85,12 +87,12 @@ def test_changed_learning_rate_on_resume_reaches_the_optimiser(tiny_config, tiny
     model = TrainingStep(tiny_config(), TrainConfig(lr=0.001))
     model.train_step(*tiny_batches(1)[0])
     model.update_lr()  # scheduled halving: 0.0005 in the optimisers
-    state = model.training_state()
+    state = TrainingState.capture(model)
     same = TrainingStep(tiny_config(), TrainConfig(lr=0.001))
-    same.load_training_state(state)
+    same.restore_optimizers(state)
     assert same.learning_rates == {"lr_G": 0.0005, "lr_D": 0.0005}   # unchanged flags: the schedule goes on
     changed = TrainingStep(tiny_config(), TrainConfig(lr=0.001, lr_D=0.004))
-    changed.load_training_state(state)
+    changed.restore_optimizers(state)
     assert changed.learning_rates == {"lr_G": 0.0005, "lr_D": 0.004}  # a new --lr_D takes effect at once
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import TrainConfig
+from training.config import TrainConfig
 from training.step import NonFiniteLossError, TrainingStep
 from utils.errors import UserError
 

@@ -69,14 +69,15 @@ def zi2zi_checkpoint(tmp_path, reference_dir):
 
 
 def test_zi2zi_checkpoint_is_fine_tuned_by_resume(zi2zi_checkpoint, reference_dir, run_script):
-    from training.config import resolve_settings, build_parser
+    from training.config import build_parser, given_flags, resolve_settings
     from training.start import apply_start, find_start
     from training.step import TrainingStep
     ref = torch.load(reference_dir / "zi2zi_pytorch_ref_io.pth", weights_only=True)
-    flags = vars(build_parser("train").parse_args(["--experiment_dir", str(zi2zi_checkpoint), "--resume", "100"]))
+    flags = given_flags(build_parser("train").parse_args(["--experiment_dir", str(zi2zi_checkpoint), "--resume",
+                                                          "100"]))
     start = find_start(flags, zi2zi_checkpoint / "checkpoint")
-    assert start.kind == "weights" and start.model_config.embedding_num == 4 and start.model_config.ngf == 8
-    settings = resolve_settings(flags, start.state, start.model_config)
+    settings = resolve_settings(flags, start)
+    assert start.kind == "weights" and settings.model.embedding_num == 4 and settings.model.ngf == 8
     model = TrainingStep(settings.model, settings.train)
     apply_start(model, start)
     assert model.step == 100
@@ -90,15 +91,15 @@ def test_zi2zi_checkpoint_is_fine_tuned_by_resume(zi2zi_checkpoint, reference_di
 
 
 def test_init_from_zi2zi_weights_starts_from_their_exact_outputs(zi2zi_checkpoint, tmp_path, reference_dir):
-    from training.config import build_parser, resolve_settings
+    from training.config import build_parser, given_flags, resolve_settings
     from training.start import apply_start, find_start
     from training.step import TrainingStep
     ref = torch.load(reference_dir / "zi2zi_pytorch_ref_io.pth", weights_only=True)
-    flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path / "new"), "--init_from",
-                                                   f"{zi2zi_checkpoint}:100"]))
+    flags = given_flags(build_parser("train").parse_args(["--experiment_dir", str(tmp_path / "new"), "--init_from",
+                                                          f"{zi2zi_checkpoint}:100"]))
     start = find_start(flags, tmp_path / "new" / "checkpoint")
     assert start.kind == "init_from" and start.source_step == 100
-    settings = resolve_settings(flags, start.state, start.model_config)
+    settings = resolve_settings(flags, start)
     model = TrainingStep(settings.model, settings.train)
     apply_start(model, start)
     assert model.step == 0   # a new experiment
@@ -128,7 +129,7 @@ def test_a_new_label_starts_from_the_base_style_nearest_its_glyphs(tmp_path, tin
 
     from data.obj import encode_image, write_obj
     from training.checkpoint import save_checkpoint
-    from training.config import build_parser, resolve_settings
+    from training.config import build_parser, given_flags, resolve_settings
     from training.start import apply_start, find_start
     from training.step import TrainingStep
     base = TrainingStep(tiny_config(embedding_num=4))
@@ -150,12 +151,13 @@ def test_a_new_label_starts_from_the_base_style_nearest_its_glyphs(tmp_path, tin
                                                         "PNG")) for t, s in zip(targets, sources)])
 
     def grown_from(*args):
-        flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path / "new"), "--init_from",
-                                                       str(tmp_path / "base"), "--embedding_num", "5", *args]))
+        flags = given_flags(build_parser("train").parse_args(["--experiment_dir", str(tmp_path / "new"),
+                                                              "--init_from", str(tmp_path / "base"),
+                                                              "--embedding_num", "5", *args]))
         start = find_start(flags, tmp_path / "new" / "checkpoint")
-        settings = resolve_settings(flags, start.state, start.model_config)
+        settings = resolve_settings(flags, start)
         model = TrainingStep(settings.model, settings.train)
-        return model, apply_start(model, start, tmp_path / "train.obj")[1]
+        return model, apply_start(model, start, tmp_path / "train.obj")[2]
 
     grown, notes = grown_from()
     assert any(n.startswith("note: label 4 starts from label 2's style, the base style nearest its glyphs")
@@ -166,8 +168,8 @@ def test_a_new_label_starts_from_the_base_style_nearest_its_glyphs(tmp_path, tin
     plain, notes = grown_from("--new_label_init", "random")
     assert not torch.equal(plain.netG.embedder.weight[4], plain.netG.embedder.weight[2])
     assert not any("starts from label" in n for n in notes)
-    flags = vars(build_parser("train").parse_args(["--experiment_dir", str(tmp_path / "x"), "--new_label_init",
-                                                   "random"]))
+    flags = given_flags(build_parser("train").parse_args(["--experiment_dir", str(tmp_path / "x"),
+                                                          "--new_label_init", "random"]))
     with pytest.raises(UserError, match="--new_label_init .* give --init_from too"):
         find_start(flags, tmp_path / "x" / "checkpoint")
 

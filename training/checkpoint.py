@@ -1,52 +1,127 @@
-"""A training step's complete checkpoint: both networks' weights (zi2zi-pytorch's files) and the
-training state beside them, saved all or nothing, and restored for `--resume`."""
+"""What a checkpoint holds besides the weights, described once: `TrainingState`.
+
+    state = TrainingState.capture(model, epoch=3, batches_done_in_epoch=10, run_config=run)
+    state.save(Checkpoints(folder), model)          # G, D and the state file, all or nothing
+    state = TrainingState.load(Checkpoints(folder), step)
+    state.restore(model)                             # weights, optimisers, step, RNG
+
+The state file `{step}_state.pth` is `TrainingState.to_dict()`: plain types only, so it
+loads with `weights_only=True`, and the keys the release before this class wrote, so
+either reads the other's files. Older layouts are brought up to date in one place,
+`upgrade`. Adding a field to the checkpoint means declaring it here (with the default a
+file without it gets) and using it where it is made and read; nothing else changes.
+"""
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.checkpoint import CheckpointError, checkpoint_files, read_training_state, save_weights
+from model.checkpoint import CheckpointError, Checkpoints
 from model.config import ModelConfig
 from model.loading import load_weights
-from utils.io import atomic_torch_save
+from utils.rng import capture_rng_state, restore_rng_state
 
-from .step import TrainingStep
+from .config import RunConfig, TrainConfig
 
-
-def save_checkpoint(model: TrainingStep, ckpt_dir: str | Path, **state_items) -> dict[str, Path]:
-    """Save G, D and the training state (plus `state_items`) for `model.step`; returns the paths.
-
-    The state file is written last, so a step with a state file is complete; when any
-    of the three cannot be written (a full disk), none of the step's files is left.
-    """
-    files = checkpoint_files(ckpt_dir, model.step)
-    try:
-        save_weights(model.netG, model.netD, ckpt_dir, model.step)
-        atomic_torch_save({**model.training_state(), **state_items}, files["state"])
-    except BaseException:
-        for path in files.values():
-            path.unlink(missing_ok=True)
-        raise
-    return files
+_CONFIGS = {"model_config": ModelConfig, "train_config": TrainConfig, "run_config": RunConfig}
 
 
-def load_checkpoint(model: TrainingStep, ckpt_dir: str | Path, step: int, restore_rng: bool = True,
-                    state: dict | None = None) -> dict:
-    """Restore weights, optimisers, step, epoch and RNG into `model`; returns the state.
+@dataclass
+class TrainingState:
+    """Everything besides the weights that a resumed run needs, as one record."""
+    model_config: ModelConfig
+    train_config: TrainConfig
+    optimizer_G: dict
+    optimizer_D: dict
+    scaler_G: dict = field(default_factory=dict)   # fp16's gradient scalers; empty without fp16
+    scaler_D: dict = field(default_factory=dict)
+    step: int = 0
+    epoch: int = 0
+    rng: dict | None = None                  # utils.rng.capture_rng_state()
+    run_config: RunConfig = field(default_factory=RunConfig)
+    batches_done_in_epoch: int = 0           # a resumed epoch skips the batches it trained
 
-    `state` is the step's training state when the caller has read it already.
-    """
-    files = checkpoint_files(ckpt_dir, step)
-    state = state if state is not None else read_training_state(ckpt_dir, step)
+    @classmethod
+    def capture(cls, model, epoch: int = 0, batches_done_in_epoch: int = 0,
+                run_config: RunConfig | None = None) -> "TrainingState":
+        """The state of `model` (a TrainingStep) now, with the loop's position and the RNGs."""
+        return cls(model.config, model.train_config, **model.optimizer_state(), step=model.step, epoch=epoch,
+                   rng=capture_rng_state(), run_config=run_config or RunConfig(),
+                   batches_done_in_epoch=batches_done_in_epoch)
+
+    # ------------------------------------------------------------ the file
+    def to_dict(self) -> dict:
+        return {f.name: (value.to_dict() if f.name in _CONFIGS else value)
+                for f in dataclasses.fields(self) for value in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "TrainingState":
+        saved = cls.upgrade(saved)
+        values = {f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved}
+        values["model_config"] = ModelConfig.from_state(saved)
+        values["train_config"] = TrainConfig.from_dict(saved["train_config"])
+        values["run_config"] = RunConfig.from_dict(saved["run_config"])
+        values["step"], values["epoch"] = int(saved["step"]), int(saved["epoch"])
+        values["batches_done_in_epoch"] = int(saved["batches_done_in_epoch"])
+        return cls(**values)
+
+    @staticmethod
+    def upgrade(saved: dict) -> dict:
+        """A state file of any earlier layout in today's: the one place that knows the old ones."""
+        saved = dict(saved)
+        extra = saved.pop("extra", {}) or {}   # the earliest files kept the loop's values here
+        if "run_config" not in saved:
+            old = dict(extra.get("resumed_settings", {}))
+            old["augment"] = not old.pop("no_augment", False)
+            known = {f.name for f in dataclasses.fields(RunConfig)}
+            saved["run_config"] = {k: v for k, v in old.items() if k in known and v is not None}
+        saved.setdefault("batches_done_in_epoch", extra.get("batches_done_in_epoch", 0))
+        for name in ("scaler_G", "scaler_D"):   # files from before fp16 had no scalers
+            saved[name] = saved.get(name) or {}
+        return saved
+
+    def save(self, checkpoints: Checkpoints, model) -> dict[str, Path]:
+        """G, D and this state as step `self.step` in `checkpoints`, all or nothing; returns the paths."""
+        return checkpoints.save(self.step, model.netG, model.netD, self.to_dict())
+
+    @classmethod
+    def load(cls, checkpoints: Checkpoints, step: int) -> "TrainingState | None":
+        """The state of `step`, or None when the step has weights only (zi2zi-pytorch's files)."""
+        saved = checkpoints.read_state(step)
+        return None if saved is None else cls.from_dict(saved)
+
+    # ------------------------------------------------------- into a model
+    def restore(self, model, checkpoints: Checkpoints, restore_rng: bool = True) -> None:
+        """Weights, optimisers and step into `model`, whose architecture must be this state's; then the RNGs."""
+        if self.model_config != model.config:
+            diffs = [f"{f}: checkpoint {getattr(self.model_config, f)!r}, this run {getattr(model.config, f)!r}"
+                     for f in self.model_config.to_dict()
+                     if getattr(self.model_config, f) != getattr(model.config, f)]
+            raise CheckpointError(f"checkpoint step {self.step} in {checkpoints.folder} has a different "
+                                  f"architecture ({'; '.join(diffs)})")
+        files = checkpoints.files(self.step)
+        load_weights(model.netG, files["G"], "G")
+        load_weights(model.netD, files["D"], "D")
+        model.restore_optimizers(self)
+        if restore_rng and self.rng is not None:
+            restore_rng_state(self.rng)
+
+
+def save_checkpoint(model, ckpt_dir: str | Path, epoch: int = 0, batches_done_in_epoch: int = 0,
+                    run_config: RunConfig | None = None) -> dict[str, Path]:
+    """Save G, D and the training state of `model` at `model.step`; returns the paths."""
+    state = TrainingState.capture(model, epoch, batches_done_in_epoch, run_config)
+    return state.save(Checkpoints(ckpt_dir), model)
+
+
+def load_checkpoint(model, ckpt_dir: str | Path, step: int, restore_rng: bool = True,
+                    state: TrainingState | None = None) -> TrainingState:
+    """Restore step `step` of `ckpt_dir` into `model`; returns its state (`state`: read already by the caller)."""
+    checkpoints = Checkpoints(ckpt_dir)
+    state = state if state is not None else TrainingState.load(checkpoints, step)
     if state is None:
-        raise CheckpointError(f"{files['state']} is missing: step {step} cannot be resumed "
+        raise CheckpointError(f"{checkpoints.files(step)['state']} is missing: step {step} cannot be resumed "
                               f"(only its weights were saved)")
-    saved = ModelConfig.from_dict(state["model_config"])
-    if saved != model.config:
-        diffs = [f"{f}: checkpoint {getattr(saved, f)!r}, this run {getattr(model.config, f)!r}"
-                 for f in saved.to_dict() if getattr(saved, f) != getattr(model.config, f)]
-        raise CheckpointError(f"checkpoint step {step} in {ckpt_dir} has a different architecture "
-                              f"({'; '.join(diffs)})")
-    load_weights(model.netG, files["G"], "G")
-    load_weights(model.netD, files["D"], "D")
-    model.load_training_state(state, restore_rng=restore_rng)
+    state.restore(model, checkpoints, restore_rng)
     return state

@@ -14,18 +14,70 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from evaluation.metrics import METRICS
-from model.config import (ModelConfig, TrainConfig, add_architecture_flags, config_from_dict, expand_norm_flags,
-                          flag_name)
+from model.config import (ARCH_FLAGS, ModelConfig, add_architecture_flags, config_from_dict, decide_architecture,
+                          flag_name, given_architecture)
 from utils.cli import add_config_flag as flag
 from utils.cli import add_device_flags, add_experiment_flags, parse_int_list
 from utils.device import check_amp, speed_defaults
 from utils.errors import UserError
 
 LOADERS = ("fast", "pil")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Loss weights and optimiser settings of one training run.
+
+    Resolution rule: a resumed run keeps the checkpoint's values; a flag given again
+    overrides one, the change is printed, and it takes effect (a new learning rate is
+    set in the optimiser).
+    """
+    lr: float = 0.001
+    lr_D: float | None = None     # None: same as lr; set apart for two-time-scale updates
+    beta1: float = 0.5            # Adam's betas for both networks
+    beta2: float = 0.999
+    L1_penalty: float = 100.0     # weight of L1(fake_B, real_B)
+    Lconst_penalty: float = 15.0  # weight of the encoding-constancy MSE
+    Lcategory_penalty: float = 1.0
+    schedule: int = 20            # halve both rates every this many epochs ...
+    min_lr: float = 0.0002        # ... but never below this
+    g_steps: int = 2              # generator updates per iteration
+    freeze_encoder: bool = False
+    flip_labels: bool = False
+
+    def __post_init__(self):
+        for name in ("lr", "lr_D"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UserError(f"--{name} must be a finite number > 0; got {value}")
+        for name in ("L1_penalty", "Lconst_penalty", "Lcategory_penalty"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UserError(f"--{name} must be a finite number >= 0; got {value}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value < 1):
+                raise UserError(f"--{name} must be in [0, 1); got {value}")
+        if self.g_steps < 1:
+            raise UserError(f"--g_steps must be >= 1; got {self.g_steps}")
+        if self.schedule < 1:
+            raise UserError(f"--schedule must be >= 1 epoch; got {self.schedule}")
+
+    @property
+    def discriminator_lr(self) -> float:
+        return self.lr if self.lr_D is None else self.lr_D
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        return config_from_dict(cls, values)
 
 
 @dataclass(frozen=True)
@@ -189,16 +241,6 @@ def _override(saved, given: dict[str, Any], what: str):
     return dataclasses.replace(saved, **changed)
 
 
-def saved_run_config(state: dict) -> RunConfig:
-    if "run_config" in state:
-        return RunConfig.from_dict(state["run_config"])
-    # A state file from before RunConfig kept the same settings under another name.
-    old = dict(state.get("extra", {}).get("resumed_settings", {}))
-    old["augment"] = not old.pop("no_augment", False)
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{k: v for k, v in old.items() if k in known and v is not None})
-
-
 def check_trainable(model: ModelConfig) -> None:
     """Refuse a new run with an architecture measured not to train (rather than spend a GPU-day on it).
 
@@ -224,28 +266,44 @@ def device_settings(flags: dict[str, Any], device=None) -> DeviceConfig:
     return config.on(device) if device is not None else config
 
 
-def resolve_settings(flags: dict[str, Any], saved_state: dict | None = None,
-                     weights_config: ModelConfig | None = None, device=None) -> Settings:
+def given_flags(args) -> dict[str, Any]:
+    """train.py's command line as the settings read it, once, right after parsing: the architecture flags
+    as ModelConfig fields (--norm / --inst_norm folded into norm_G / norm_D), the others as parsed."""
+    flags = {k: v for k, v in vars(args).items() if k not in ("norm", "inst_norm")}
+    return {**flags, **given_architecture(args, ARCH_FLAGS)}
+
+
+def decide_model(flags: dict[str, Any], start=None) -> ModelConfig:
+    """The architecture of the run, decided once from the flags given and where the run starts
+    (training.start.Start): a new run's flags, the resumed checkpoint's config, or the weights it starts
+    from (their config, or what zi2zi-pytorch's weights show); `--init_from` may add labels."""
+    given = _given(ModelConfig, flags)
+    if start is None or start.kind == "new":
+        return decide_architecture(given)
+    if start.kind == "resume":
+        return decide_architecture(given, start.state.model_config.to_dict(), "the checkpoint being resumed")
+    from model.loading import model_config_of
+    step = start.source_step if start.kind == "init_from" else start.step
+    return model_config_of(start.weights_dir, step, given, grow_labels=start.kind == "init_from")
+
+
+def resolve_settings(flags: dict[str, Any], start=None, device=None) -> Settings:
     """Flag > checkpoint > default for every setting, with each class's rule (see their docstrings).
 
-    `flags` maps field names to the values given on the command line, None where a
-    flag was not given; `saved_state` is the training state of the checkpoint being
-    resumed, or None for a new run; `weights_config` is the architecture of weights a
-    new run starts from (zi2zi-pytorch's checkpoints, --init_from), already checked
-    against the flags; `device` (a torch.device) chooses the speed settings not given for it.
+    `flags` maps field names to the values given on the command line (`given_flags`),
+    None where a flag was not given; `start` (training.start.Start) says where the run
+    starts: None or a new run, a resumed checkpoint (its TrainingState), or weights a new
+    run starts from; `device` (a torch.device) chooses the speed settings not given for it.
     """
-    flags = expand_norm_flags(flags)
     device = device_settings(flags, device)
-    if saved_state is None:
-        model = weights_config or ModelConfig(**_given(ModelConfig, flags))
+    model = decide_model(flags, start)
+    if start is None or start.kind != "resume":
         check_trainable(model)
         return Settings(model, TrainConfig(**_given(TrainConfig, flags)), RunConfig(**_given(RunConfig, flags)),
                         device)
-    model = ModelConfig.from_dict(saved_state["model_config"])
-    model.check_flags(_given(ModelConfig, flags), "the checkpoint being resumed")
-    train = _override(TrainConfig.from_dict(saved_state["train_config"]), _given(TrainConfig, flags),
-                      "loss/optimiser settings")
-    run = _override(saved_run_config(saved_state), _given(RunConfig, flags), "run settings")
+    saved = start.state
+    train = _override(saved.train_config, _given(TrainConfig, flags), "loss/optimiser settings")
+    run = _override(saved.run_config, _given(RunConfig, flags), "run settings")
     return Settings(model, train, run, device)
 
 

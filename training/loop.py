@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from data.loader import BatchIterator, PairBank, PilBatches, label_balanced
 from data.obj import scan_obj
-from model.checkpoint import available_steps, prune_checkpoints
+from model.checkpoint import Checkpoints
 from model.spectral import largest_singular_value
 from utils.errors import UserError, WriteError
 from utils.images import save_sample_grid
@@ -34,7 +34,7 @@ from utils.experiment import Experiment
 from utils.io import atomic_write_text, describe_write_failure, write_failure
 from utils.rng import seed_everything
 
-from .checkpoint import save_checkpoint
+from .checkpoint import TrainingState
 from .config import Settings
 from .start import Start, apply_start
 from .stats import CollapseWatch, DivergenceGuard, LogWriters, StatsWindow, ink_share, progress_postfix
@@ -145,8 +145,9 @@ class Trainer:
             model.config.check_data(str(self.sample_obj), self.sample[1].shape[-1], self.sample[0].unique())
             self.validator = self.open_validation(val_obj, self.sample_obj == val_obj)
         start = start or Start("new")
-        # batches done in the current epoch: saved, so a resumed epoch skips them
-        self.batches_done, notes = apply_start(model, start, train_obj)
+        self.checkpoints = Checkpoints(experiment.checkpoint)
+        # the epoch and the batches done in it: saved, so a resumed epoch skips them
+        self.epoch, self.batches_done, notes = apply_start(model, start, train_obj)
         for note in notes:
             self.say(note)
         if self.dist.enabled:
@@ -163,7 +164,7 @@ class Trainer:
         self.evaluated_step: int | None = None
         self.pending = PendingStats()   # steps' statistics still on the device
         resumed = model.step if start.kind in ("resume", "weights") else None
-        self.best = BestCheckpoint(experiment.checkpoint, run.keep_best, resumed) if self.dist.is_main else None
+        self.best = BestCheckpoint(self.checkpoints, run.keep_best, resumed) if self.dist.is_main else None
 
     def open_validation(self, val_obj: Path, has_val: bool) -> Validator | None:
         """The held-out evaluation, or None when it is off; asking for it without val.obj is an error."""
@@ -222,7 +223,7 @@ class Trainer:
         self.say(f"warning at step {step}: {message}")
         self.writers.write({"step": step, "event": "collapse", "message": message})
         if self.run_config.stop_on_collapse:
-            before = [s for s in available_steps(self.experiment.checkpoint) if s <= step - self.run_config.collapse_window]
+            before = [s for s in self.checkpoints.steps() if s <= step - self.run_config.collapse_window]
             kept = f"the last checkpoint before it is step {before[-1]}" if before else "no checkpoint predates it"
             raise RunCollapsed(f"stopped at step {step} (--stop_on_collapse): {message}; nothing was saved over "
                                f"the earlier checkpoints, and {kept} in {self.experiment.checkpoint}")
@@ -236,22 +237,18 @@ class Trainer:
         self.saved_step = self.model.step
         if not self.dist.is_main:
             return
+        state = TrainingState.capture(self.model, self.epoch, self.batches_done, self.run_config)
         try:
-            save_checkpoint(self.model, self.experiment.checkpoint, run_config=self.run_config.to_dict(),
-                            batches_done_in_epoch=self.batches_done)
+            state.save(self.checkpoints, self.model)
         except OSError as err:
             raise WriteError(f"could not save checkpoint step {self.model.step} in {self.experiment.checkpoint} "
                              f"({describe_write_failure(err)}); {self.last_good()}. Then --resume latest") from None
         if self.run_config.keep_last > 0:
-            prune_checkpoints(self.experiment.checkpoint, self.run_config.keep_last)
+            self.checkpoints.prune(self.run_config.keep_last)
 
     def last_good(self) -> str:
         """Where the run can continue from: the newest complete checkpoint, and how many steps ago."""
-        steps = [s for s in available_steps(self.experiment.checkpoint, complete=True) if s <= self.model.step]
-        if not steps:
-            return "no checkpoint of this run was saved yet"
-        return (f"the last good checkpoint is step {steps[-1]} ({self.model.step - steps[-1]} steps ago), "
-                f"earlier checkpoints are intact")
+        return self.checkpoints.last_good(self.model.step)
 
     def check_writable(self) -> None:
         """Fail before the first step, not after hours, if an output folder cannot be written."""
@@ -267,7 +264,7 @@ class Trainer:
 
     def log_record(self, window: StatsWindow, step: int) -> dict:
         model = self.model
-        extra = {"epoch": model.epoch, **model.learning_rates}
+        extra = {"epoch": self.epoch, **model.learning_rates}
         if model.config.sn_generator:
             extra["sigma_G"] = largest_singular_value(model.netG)
         if model.config.sn_discriminator:
@@ -295,7 +292,7 @@ class Trainer:
         outcome = "failed"
         try:
             with stop_on_signals(self.request_stop):
-                while self.model.step < total and self.model.epoch < self.run_config.epoch:
+                while self.model.step < total and self.epoch < self.run_config.epoch:
                     self.train_epoch(total)
             outcome = "finished"
         except KeyboardInterrupt:
@@ -327,7 +324,7 @@ class Trainer:
         """The rest of the current epoch, or up to step `total`."""
         model = self.model
         self.window = StatsWindow(model.step)
-        for labels, real_A, real_B in self.batches.epoch(model.epoch, self.batches_done):
+        for labels, real_A, real_B in self.batches.epoch(self.epoch, self.batches_done):
             # the loader's labels were checked against --embedding_num when the data was opened
             values = model.step_on_device(labels, real_A, real_B, stop_requested=self.stop_signal is not None,
                                           labels_checked=True)
@@ -369,7 +366,7 @@ class Trainer:
                 self.writers.write(self.log_record(self.window, step))
         if read:
             self.bar.update(len(read))
-            self.bar.set_postfix(progress_postfix(read[-1][1], self.model.epoch))
+            self.bar.set_postfix(progress_postfix(read[-1][1], self.epoch))
 
     def after_step(self, total: int) -> None:
         step, run = self.model.step, self.run_config
@@ -405,15 +402,15 @@ class Trainer:
                 self.save()
             self.best.record(step, value)
             if self.run_config.keep_last > 0:   # the previous best is no longer protected
-                prune_checkpoints(self.experiment.checkpoint, self.run_config.keep_last)
+                self.checkpoints.prune(self.run_config.keep_last)
 
     def end_epoch(self) -> None:
-        model = self.model
+        """The trainer owns the epoch and the schedule: every --schedule epochs both rates halve."""
         self.batches_done = 0
-        model.epoch += 1
-        if model.epoch % model.train_config.schedule == 0:
-            rates = model.update_lr()
-            self.say(f"epoch {model.epoch}: learning rates now G {rates['lr_G']:.6f}, D {rates['lr_D']:.6f}")
+        self.epoch += 1
+        if self.epoch % self.model.train_config.schedule == 0:
+            rates = self.model.update_lr()
+            self.say(f"epoch {self.epoch}: learning rates now G {rates['lr_G']:.6f}, D {rates['lr_D']:.6f}")
 
     def shutdown(self, outcome: str) -> None:
         """The one way out: close the bar, save unless the run failed, close the logs, draw the curves.

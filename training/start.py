@@ -16,23 +16,22 @@ from pathlib import Path
 
 import torch
 
-from model.checkpoint import CheckpointError, available_steps, checkpoint_files, read_training_state, resolve_step
-from model.config import ARCH_FLAGS, ModelConfig, expand_norm_flags
-from model.loading import load_weights, load_weights_growing_labels, model_config_of
+from model.checkpoint import CheckpointError, Checkpoints
+from model.loading import load_weights, load_weights_growing_labels
 from utils.distributed import SINGLE, Distributed
 from utils.errors import UserError
 from utils.experiment import Experiment
 
-from .checkpoint import load_checkpoint
+from .checkpoint import TrainingState, load_checkpoint
 
 
 @dataclass
 class Start:
+    """Where a run starts; the architecture it implies is decided by training.config.decide_model."""
     kind: str                          # "new", "resume", "weights" or "init_from"
     step: int = 0
-    state: dict | None = None          # the training state, for "resume"
+    state: TrainingState | None = None  # the checkpoint's training state, for "resume"
     weights_dir: Path | None = None    # where the weights come from
-    model_config: ModelConfig | None = None  # the architecture read from the weights
     source_step: int | None = None     # the step of the weights, for "init_from"
     new_label_init: str = "nearest"    # "init_from" growing the labels: how a new label's style starts
 
@@ -59,17 +58,13 @@ def find_start(flags: dict, checkpoint_dir: Path, dist: Distributed = SINGLE, de
 def follow_start(flags: dict, kind: str, step: int, weights_dir: Path | None, source_step: int | None) -> Start:
     """The start rank 0 decided, read from the files it named (not from this node's listing)."""
     if kind == "resume":
-        state = read_training_state(weights_dir, step)
+        state = TrainingState.load(Checkpoints(weights_dir), step)
         if state is None:
-            raise CheckpointError(f"rank 0 resumes step {step}, but {checkpoint_files(weights_dir, step)['state']} "
+            raise CheckpointError(f"rank 0 resumes step {step}, but {Checkpoints(weights_dir).files(step)['state']} "
                                   f"is missing here: is {weights_dir} on a file system every node shares?")
         return Start("resume", step, state, weights_dir)
-    if kind == "weights":
-        given = {k: flags.get(k) for k in ARCH_FLAGS}
-        return Start("weights", step, None, weights_dir, _weights_config(weights_dir, step, given))
-    if kind == "init_from":
-        return Start("init_from", 0, None, weights_dir, _grown_config(weights_dir, source_step, flags), source_step,
-                     flags.get("new_label_init") or "nearest")
+    if kind in ("weights", "init_from"):
+        return Start(kind, step, None, weights_dir, source_step, flags.get("new_label_init") or "nearest")
     return Start("new")
 
 
@@ -81,24 +76,26 @@ def decide_start(flags: dict, checkpoint_dir: Path) -> Start:
                         "weights), not both")
     if flags.get("new_label_init") is not None and init_from is None:
         raise UserError("--new_label_init says how labels added with --init_from start; give --init_from too")
+    checkpoints = Checkpoints(checkpoint_dir)
     if resume is not None:
         # "latest" is the newest complete (and readable) checkpoint of this project when there is one;
         # otherwise zi2zi's weights-only checkpoints count
-        own_run = str(resume) == "latest" and bool(available_steps(checkpoint_dir, complete=True))
-        step = resolve_step(checkpoint_dir, resume, complete=own_run)
-        state = read_training_state(checkpoint_dir, step)
+        own_run = str(resume) == "latest" and bool(checkpoints.steps(complete=True))
+        step = checkpoints.resolve(resume, complete=own_run)
+        state = TrainingState.load(checkpoints, step)
         if state is not None:
             return Start("resume", step, state, checkpoint_dir)
-        given = {k: flags.get(k) for k in ARCH_FLAGS}
-        return Start("weights", step, None, checkpoint_dir, _weights_config(checkpoint_dir, step, given))
-    existing = available_steps(checkpoint_dir)
+        if not checkpoints.files(step)["D"].exists():
+            raise CheckpointError(f"{checkpoints.files(step)['D']} is missing: training from weights needs both "
+                                  f"networks' files")
+        return Start("weights", step, None, checkpoint_dir)
+    existing = checkpoints.steps()
     if existing and not flags.get("dry_run"):
         raise UserError(f"{checkpoint_dir} already holds checkpoints up to step {existing[-1]}; "
                         f"pass --resume latest to continue that run, or use a new --experiment_dir / --checkpoint_dir")
     if init_from is not None:
         source_dir, step = parse_init_from(init_from)
-        return Start("init_from", 0, None, source_dir, _grown_config(source_dir, step, flags), step,
-                     flags.get("new_label_init") or "nearest")
+        return Start("init_from", 0, None, source_dir, step, flags.get("new_label_init") or "nearest")
     return Start("new")
 
 
@@ -113,27 +110,7 @@ def parse_init_from(text: str) -> tuple[Path, int]:
         folder = inside
     if not folder.is_dir():
         raise UserError(f"--init_from {text}: no such folder")
-    return folder, resolve_step(folder, step)
-
-
-def _weights_config(folder: Path, step: int, given: dict) -> ModelConfig:
-    files = checkpoint_files(folder, step)
-    if not files["D"].exists():
-        raise CheckpointError(f"{files['D']} is missing: training from weights needs both networks' files")
-    return model_config_of(folder, step, **given)
-
-
-def _grown_config(folder: Path, step: int, flags: dict) -> ModelConfig:
-    """The source's architecture; --embedding_num may only grow (new labels), other flags must agree."""
-    source = model_config_of(folder, step)
-    wanted = flags.get("embedding_num")
-    if wanted is not None and wanted < source.embedding_num:
-        raise UserError(f"--embedding_num {wanted} is below the {source.embedding_num} labels of --init_from's "
-                        f"weights; it can only grow (new labels get new embedding and category rows)")
-    given = {k: v for k, v in expand_norm_flags({k: flags.get(k) for k in ARCH_FLAGS}).items()
-             if k != "embedding_num"}
-    source.check_flags(given, "--init_from's weights")
-    return ModelConfig(**{**source.to_dict(), "embedding_num": wanted or source.embedding_num})
+    return folder, Checkpoints(folder).resolve(step)
 
 
 NEAREST_SAMPLE = 64   # a new label's glyphs the base styles are scored on
@@ -194,22 +171,22 @@ def _embedder(netG):
     return getattr(netG, "module", netG).embedder
 
 
-def apply_start(model, start: Start, train_obj: Path | None = None) -> tuple[int, list[str]]:
-    """Load what the start says into `model`; returns (batches done in the epoch, notes to print)."""
+def apply_start(model, start: Start, train_obj: Path | None = None) -> tuple[int, int, list[str]]:
+    """Load what the start says into `model`; returns (epoch, batches done in it, notes to print)."""
     if start.kind == "resume":
         state = load_checkpoint(model, start.weights_dir, start.step, state=start.state)
-        return int(state.get("batches_done_in_epoch", state.get("extra", {}).get("batches_done_in_epoch", 0))), []
+        return state.epoch, state.batches_done_in_epoch, []
     if start.kind == "weights":
-        files = checkpoint_files(start.weights_dir, start.step)
+        files = Checkpoints(start.weights_dir).files(start.step)
         load_weights(model.netG, files["G"], "G")
         load_weights(model.netD, files["D"], "D")
         model.step = start.step
-        return 0, [f"note: step {start.step} in {start.weights_dir} has weights only (as zi2zi-pytorch saves them): "
-                   f"fine-tuning from them at step {start.step}, architecture read from the weights; not restored: "
-                   f"optimiser state, learning-rate schedule, epoch, RNG and data position (fresh Adam at --lr, "
-                   f"epoch 0)"]
+        return 0, 0, [f"note: step {start.step} in {start.weights_dir} has weights only (as zi2zi-pytorch saves "
+                      f"them): fine-tuning from them at step {start.step}, architecture read from the weights; not "
+                      f"restored: optimiser state, learning-rate schedule, epoch, RNG and data position (fresh Adam "
+                      f"at --lr, epoch 0)"]
     if start.kind == "init_from":
-        files = checkpoint_files(start.weights_dir, start.source_step)
+        files = Checkpoints(start.weights_dir).files(start.source_step)
         had = load_weights_growing_labels(model.netG, files["G"], "G")
         load_weights_growing_labels(model.netD, files["D"], "D")
         notes = [f"note: starting from the weights in {start.weights_dir} (step {start.source_step}) at step 0 "
@@ -223,5 +200,5 @@ def apply_start(model, start: Start, train_obj: Path | None = None) -> tuple[int
                 notes.append(f"note: labels {had}..{model.config.embedding_num - 1} are new: their style embeddings "
                              f"and the category head's rows for them start from the usual initialisation; labels "
                              f"0..{had - 1} keep theirs")
-        return 0, notes
-    return 0, []
+        return 0, 0, notes
+    return 0, 0, []

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import ModelConfig, TrainConfig
+from model.config import ModelConfig
+from training.config import TrainConfig
 from model.inference import generate
 from model.losses import BinaryLoss, CategoryLoss
 from model.networks import build_discriminator, build_generator
@@ -25,7 +26,6 @@ from model.spectral import power_iteration, reuse_spectral_norm, spectral_norm_l
 from utils.device import AMP_DTYPES, autocast, effective_amp
 from utils.distributed import SINGLE, Distributed
 from utils.errors import UserError
-from utils.rng import capture_rng_state, restore_rng_state
 
 
 class NonFiniteLossError(UserError):
@@ -169,7 +169,6 @@ class TrainingStep:
         self.fake_binary_loss = BinaryLoss(False)
         self.step = 0
         self.stop_agreed = False   # set by train_step: some process asked to stop
-        self.epoch = 0
         self.train()
 
     def _wrap(self, compile: bool) -> None:
@@ -360,30 +359,22 @@ class TrainingStep:
         return self.learning_rates
 
     # ------------------------------------------------------------- state
-    def training_state(self) -> dict:
-        """Everything besides the weights that a resumed run needs."""
-        return {
-            "model_config": self.config.to_dict(),
-            "train_config": self.train_config.to_dict(),
-            "optimizer_G": self.optimizer_G.state_dict(),
-            "optimizer_D": self.optimizer_D.state_dict(),
-            "scaler_G": self.scaler_G.state_dict(),
-            "scaler_D": self.scaler_D.state_dict(),
-            "step": self.step,
-            "epoch": self.epoch,
-            "rng": capture_rng_state(),
-        }
+    def optimizer_state(self) -> dict:
+        """The optimisers' and gradient scalers' state, for the checkpoint (training.checkpoint.TrainingState)."""
+        return {"optimizer_G": self.optimizer_G.state_dict(), "optimizer_D": self.optimizer_D.state_dict(),
+                "scaler_G": self.scaler_G.state_dict(), "scaler_D": self.scaler_D.state_dict()}
 
-    def load_training_state(self, state: dict, restore_rng: bool = True) -> None:
-        """Continue from `state`; a learning rate or Adam beta changed since it was saved takes effect now.
+    def restore_optimizers(self, state) -> None:
+        """Continue from `state` (a TrainingState): optimisers, scalers and step; a learning rate or Adam
+        beta changed since it was saved takes effect now.
 
         The optimisers carry the scheduled (possibly halved) rates; they are kept unless
         this run's TrainConfig sets a different --lr / --lr_D than the saved one, in which
         case the new rate replaces the scheduled one from this step on.
         """
-        self.optimizer_G.load_state_dict(state["optimizer_G"])
-        self.optimizer_D.load_state_dict(state["optimizer_D"])
-        saved = TrainConfig.from_dict(state["train_config"])
+        self.optimizer_G.load_state_dict(state.optimizer_G)
+        self.optimizer_D.load_state_dict(state.optimizer_D)
+        saved = state.train_config
         for optimizer, old, new in ((self.optimizer_G, saved.lr, self.train_config.lr),
                                     (self.optimizer_D, saved.discriminator_lr, self.train_config.discriminator_lr)):
             if new != old:
@@ -394,10 +385,7 @@ class TrainingStep:
             for optimizer in (self.optimizer_G, self.optimizer_D):
                 for group in optimizer.param_groups:
                     group["betas"] = betas
-        if self.amp == "fp16" and state.get("scaler_G"):
-            self.scaler_G.load_state_dict(state["scaler_G"])
-            self.scaler_D.load_state_dict(state["scaler_D"])
-        self.step = int(state["step"])
-        self.epoch = int(state["epoch"])
-        if restore_rng:
-            restore_rng_state(state["rng"])
+        if self.amp == "fp16" and state.scaler_G:
+            self.scaler_G.load_state_dict(state.scaler_G)
+            self.scaler_D.load_state_dict(state.scaler_D)
+        self.step = state.step

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from data.loader import PairBank, label_balanced
 from evaluation.metrics import METRICS, copy_source_scores, held_out_record
-from model.checkpoint import forget_best, read_best, write_best
+from model.checkpoint import Checkpoints
 
 
 class Validator:
@@ -39,13 +39,13 @@ class BestCheckpoint:
     be compared, so both are dropped. `metric` None: only that clean-up.
     """
 
-    def __init__(self, ckpt_dir: Path, metric: str | None, resumed_step: int | None):
-        self.ckpt_dir, self.metric = ckpt_dir, metric
+    def __init__(self, checkpoints: Checkpoints, metric: str | None, resumed_step: int | None):
+        self.checkpoints, self.metric = checkpoints, metric
         self.higher_is_better = METRICS[metric] if metric else True
-        best = read_best(ckpt_dir)
+        best = checkpoints.best()
         if best is not None and (resumed_step is None or best["step"] > resumed_step
                                  or (metric is not None and best["metric"] != metric)):
-            forget_best(ckpt_dir)
+            checkpoints.forget_best()
             best = None
         self.value = best["value"] if best is not None and metric else None
         self.step = best["step"] if best is not None and metric else None
@@ -63,5 +63,5 @@ class BestCheckpoint:
 
     def record(self, step: int, value: float) -> None:
         """Point best.json at `step` (whose checkpoint is on disk)."""
-        write_best(self.ckpt_dir, step, self.metric, value, self.higher_is_better)
+        self.checkpoints.write_best(step, self.metric, value, self.higher_is_better)
         self.value, self.step = value, step

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from model.checkpoint import checkpoint_files, save_weights
+from model.checkpoint import Checkpoints
 from model.loading import load_weights
-from model.config import ModelConfig, TrainConfig
+from model.config import ModelConfig
+from training.config import TrainConfig
 from model.inference import generate
 from utils.device import resolve_device
 from utils.images import rgb_image
@@ -62,11 +63,11 @@ class Zi2ZiModel(TrainingStep):
 
     def save_networks(self, epoch) -> None:
         """`save_dir/{epoch}_net_G.pth` and `_net_D.pth`: plain state dicts, written atomically."""
-        save_weights(self.netG, self.netD, self.save_dir, epoch)
+        Checkpoints(self.save_dir).save_weights(epoch, self.netG, self.netD)
 
     def load_networks(self, epoch) -> None:
         """Load `save_dir/{epoch}_net_G.pth` (and `_net_D.pth` when present); a mismatch names the flag."""
-        files = checkpoint_files(self.save_dir, epoch)
+        files = Checkpoints(self.save_dir).files(epoch)
         load_weights(self.netG, files["G"], "G")
         if files["D"].exists():
             load_weights(self.netD, files["D"], "D")
