@@ -26,7 +26,7 @@ from benchmarks import sections
 from benchmarks.anchor import load_anchor_class
 from benchmarks.measure import machine, peak_memory_mb
 from utils.cli import add_device_flags, run
-from utils.device import resolve_device
+from utils.device import choose_device
 from utils.io import atomic_write_text, check_output_file
 
 # In this order: the numbers wanted most first, the compiling (minutes) last. The JSON is written
@@ -55,7 +55,7 @@ def main(argv=None):
     check_output_file(args.out, "--out")
     if args.anchor is not None:
         load_anchor_class(args.anchor)   # a folder that is not zi2zi-pytorch fails now, in one line
-    device = resolve_device(args.device)
+    device = choose_device(args.device)
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True

@@ -30,7 +30,7 @@ from evaluation.robustness import Study, load_study, study_runs_dir, study_summa
 from model.checkpoint import Checkpoints
 from model.loading import model_config_of
 from utils.cli import add_device_flags, run
-from utils.device import resolve_device
+from utils.device import choose_device
 from utils.errors import UserError
 from utils.io import check_output_dir
 
@@ -74,7 +74,7 @@ def main(argv=None):
     args = parse_args(argv)
     check_output_dir(args.out_dir, "--out_dir")
     runs, study = runs_to_compare(args.run)
-    device = resolve_device(args.device)
+    device = choose_device(args.device)
     torch.manual_seed(args.seed)
     if bool(args.val_obj) == bool(args.src_font):
         raise UserError("give the evaluation set as --val_obj, or as --src_font with --dst_font LABEL=FONT")

@@ -30,7 +30,7 @@ from export.specimen import DEFAULT_TEXT, write_specimen
 from model.config import GENERATOR_FLAGS, add_architecture_flags, given_architecture
 from model.loading import load_generator
 from utils.cli import add_checkpoint_choice, add_device_flags, add_experiment_flags, run
-from utils.device import resolve_device
+from utils.device import choose_device
 from utils.errors import UserError
 from utils.experiment import Experiment
 from utils.io import check_output_dir, check_output_file
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     experiment = Experiment.from_args(args)
     out = checked_output(Path(args.out)) if args.out else None   # the default needs the label: checked below
-    device = resolve_device(args.device)
+    device = choose_device(args.device)
     netG, config, step = load_generator(experiment.checkpoint, args.resume, device, given_architecture(args))
     label, style = style_label(args, config)
     out = out or checked_output(experiment.font / f"style_{label}.ttf")

@@ -25,7 +25,7 @@ from model.config import given_architecture
 from model.loading import load_generator
 from model.plain import export_plain
 from utils.cli import run
-from utils.device import resolve_device
+from utils.device import choose_device
 from utils.experiment import Experiment
 
 
@@ -33,7 +33,7 @@ def main(argv=None):
     args = build_parser(__doc__).parse_args(argv)
     experiment = Experiment.from_args(args)
     check_args(args)
-    device = resolve_device(args.device, args.gpu_ids)
+    device = choose_device(args.device, args.gpu_ids)
     netG, config, step = load_generator(experiment.checkpoint, args.resume, device, given_architecture(args))
     if args.export_plain:
         for line in export_plain(experiment.checkpoint, step, netG, config, args.export_plain):

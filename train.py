@@ -25,7 +25,8 @@ from training.start import find_start
 from training.step import TrainingStep
 from utils.cli import run
 from utils import distributed
-from utils.device import configure_backends, resolve_device
+from utils.failures import one_failure_message
+from utils.device import configure_backends, choose_device
 from utils.experiment import Experiment
 from utils.io import check_output_dir
 from utils.rng import seed_everything
@@ -42,7 +43,7 @@ def main(argv=None):
             print(note)
         start = find_start(flags, experiment.checkpoint)
         device_config = device_settings(flags)
-        device = resolve_device(device_config.device, device_config.gpu_ids)
+        device = choose_device(device_config.device, device_config.gpu_ids)
         print(resolve_settings(flags, start, device).describe())
         return 0
     check_output_dir(args.experiment_dir, "--experiment_dir")
@@ -51,13 +52,10 @@ def main(argv=None):
     ctx = distributed.from_environment()
     # The device comes from flags alone, so the processes can join before any checkpoint is read.
     device_config = device_settings(flags)
-    if ctx.enabled:
-        device = resolve_device(distributed.process_device(device_config.device, device_config.gpu_ids, ctx))
-    else:
-        device = resolve_device(device_config.device, device_config.gpu_ids)
+    device = choose_device(device_config.device, device_config.gpu_ids, ctx)
     distributed.start(ctx, device, device_config.dist_timeout)
     try:
-        with distributed.one_failure_message(ctx):
+        with one_failure_message(ctx):
             # one run per experiment: the job's first process holds the lock until it exits
             lock = HELD_LOCK or (lock_experiment(experiment) if ctx.is_main else None)
             ctx.barrier()   # no process reads or writes before the lock is held

@@ -19,10 +19,16 @@ from torch.utils.data import Dataset
 from .augment import augment_pair
 from .obj import ObjFormatError, read_obj
 
+def signed_unit(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [-1, 1], the models' range: the one conversion, so every data path
+    (PIL items, the fast loader's batches, evaluation) gives the same bits."""
+    return pixels.float().div_(127.5).sub_(1.0)
+
+
 def to_tensor(img: Image.Image, input_nc: int) -> torch.Tensor:
     """uint8 grayscale PIL image -> (input_nc, H, W) float tensor in [-1, 1]."""
     array = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
-    tensor = array.float().div_(127.5).sub_(1.0).unsqueeze(0)
+    tensor = signed_unit(array).unsqueeze(0)
     return tensor.expand(input_nc, -1, -1).contiguous() if input_nc > 1 else tensor
 
 

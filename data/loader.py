@@ -20,7 +20,7 @@ import math
 import queue
 import random
 import threading
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from utils.errors import UserError
 
 from .augment import augment_float, augment_params, augment_uint8, blur_batch
 from .cache import DecodedCache, decoded_cache
-from .dataset import DatasetFromObj
+from .dataset import DatasetFromObj, signed_unit
 from .decode import decode_records
 from .obj import ObjFormatError, scan_obj
 
@@ -104,11 +104,11 @@ class PairBank:
             return out
         return self.pairs[rows]
 
-    def model_tensors(self, index=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(labels, target, source) of the chosen records, images (N, 1, H, W) in [-1, 1]."""
+    def batch(self, index=None) -> Batch:
+        """The chosen records (all by default) as one Batch on the CPU, images (N, 1, H, W) in [-1, 1]."""
         index = torch.arange(len(self)) if index is None else torch.as_tensor(index)
         pairs = to_model_input(self.gather(index), torch.device("cpu"))
-        return self.labels[index], pairs[:, :1], pairs[:, 1:]
+        return Batch(self.labels[index], source=pairs[:, 1:], target=pairs[:, :1])
 
     @property
     def nbytes(self) -> int:
@@ -121,6 +121,17 @@ class PairBank:
             index = torch.arange(first, min(first + chunk, len(self)))
             out[first:first + len(index)] = self.gather(index).to(device)
         return PairBank(self.labels, out)
+
+
+class Batch(NamedTuple):
+    """Pairs as the model takes them, from the loaders to the training step, the samples and the
+    evaluations: style labels (N,), source and target glyphs (N, C, H, W) in [-1, 1].
+
+    (zi2zi-pytorch's DatasetFromObj keeps its own item order, (label, target, source).)
+    """
+    labels: torch.Tensor
+    source: torch.Tensor
+    target: torch.Tensor
 
 
 def _with_labels(found: list[int], labels: set[int] | None, obj_path) -> list[int]:
@@ -153,14 +164,26 @@ def label_balanced(labels: list[int], count: int, seed: int | None = None) -> li
 
 def to_model_input(pairs_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 (B, 2, H, W) on the host -> float32 in [-1, 1] on `device`."""
-    x = pairs_uint8.to(device, non_blocking=True)
-    return x.float().mul_(1 / 127.5).sub_(1.0)
+    return signed_unit(pairs_uint8.to(device, non_blocking=True))
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
     """The order of epoch `epoch`: the same on every process and for every world size."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)) if shuffle \
         else torch.arange(n)
+
+
+def batch_shares(order: torch.Tensor, batch_size: int, batches: int, rank: int,
+                 world_size: int) -> list[tuple[int, int, torch.Tensor]]:
+    """(lo, hi, this process's indices) of each global batch of `order`: the batch split evenly over the
+    processes, rank r taking its [lo, hi) slice; the one split both loaders use, so they shard alike."""
+    shares = []
+    for i in range(batches):
+        batch = order[i * batch_size:(i + 1) * batch_size]
+        share = len(batch) // world_size
+        lo, hi = rank * share, (rank + 1) * share
+        shares.append((lo, hi, batch[lo:hi]))
+    return shares
 
 
 def check_shardable(n: int, batch_size: int, world_size: int) -> None:
@@ -215,12 +238,7 @@ class BatchIterator:
         order = epoch_order(len(self.bank), self.seed, epoch, self.shuffle)
         h = w = self.bank.image_size
         on_cpu = self.device.type == "cpu"
-        shares = []   # (lo, hi, this process's indices) of each global batch
-        for i in range(len(self)):
-            first = i * self.batch_size
-            share = len(order[first:first + self.batch_size]) // self.world_size
-            lo, hi = self.rank * share, (self.rank + 1) * share
-            shares.append((lo, hi, order[first + lo:first + hi]))
+        shares = batch_shares(order, self.batch_size, len(self), self.rank, self.world_size)
         gathered = self.gathered([index for _, _, index in shares[start_batch:]])
         try:
             for i, (lo, hi, index) in enumerate(shares):
@@ -242,7 +260,7 @@ class BatchIterator:
                 if self.input_nc > 1:
                     target = target.expand(-1, self.input_nc, -1, -1)
                     source = source.expand(-1, self.input_nc, -1, -1)
-                yield self.labels[index], source, target
+                yield Batch(self.labels[index], source, target)
         finally:
             gathered.close()
 
@@ -330,9 +348,7 @@ class PilBatches:
         self.labels = torch.tensor(dataset.labels, dtype=torch.long)
         self.image_size = dataset.image_size
         if labels is not None:
-            keep = [i for i, label in enumerate(dataset.labels) if label in labels]
-            if not keep:
-                raise ObjFormatError(f"{obj_path}: no record has a label in {sorted(labels)}")
+            keep = _with_labels(dataset.labels, labels, obj_path)
             dataset, self.labels = torch.utils.data.Subset(dataset, keep), self.labels[keep]
         check_shardable(len(dataset), batch_size, world_size)
         self.dataset, self.batch_size, self.device = dataset, batch_size, torch.device(device)
@@ -345,17 +361,13 @@ class PilBatches:
 
     def _shares(self, epoch: int, start_batch: int) -> list[list[int]]:
         """This process's indices of each global batch from `start_batch` on."""
-        order = epoch_order(len(self.dataset), self.seed, epoch).tolist()
-        out = []
-        for i in range(start_batch, len(self)):
-            batch = order[i * self.batch_size:(i + 1) * self.batch_size]
-            share = len(batch) // self.world_size
-            out.append(batch[self.rank * share:(self.rank + 1) * share])
-        return out
+        order = epoch_order(len(self.dataset), self.seed, epoch)
+        shares = batch_shares(order, self.batch_size, len(self), self.rank, self.world_size)
+        return [index.tolist() for _, _, index in shares[start_batch:]]
 
     def epoch(self, epoch: int, start_batch: int = 0):
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=self._shares(epoch, start_batch), num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda")
-        for labels, target, source in loader:
-            yield labels, source, target
+        for labels, target, source in loader:   # zi2zi's item order
+            yield Batch(labels, source, target)

@@ -58,7 +58,7 @@ def sources_from_text(text: str, font: Font, settings: RenderSettings) -> Source
 def sources_from_obj(obj_path: str | Path, start_from: int = 0) -> Sources:
     """Every record's source half, with its label (minus `start_from`, zi2zi's shift) and real target."""
     bank = PairBank.from_obj(obj_path)
-    labels, target, source = bank.model_tensors()
+    labels, source, target = bank.batch()
     if start_from and int(labels.min()) < start_from:
         raise UserError(f"{obj_path} has label {int(labels.min())}, below --start_from {start_from} "
                         f"(labels are shifted down by it)")

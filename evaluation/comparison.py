@@ -91,7 +91,7 @@ def eval_set_from_obj(obj_path: str | Path, limit: int | None = None, seed: int 
         index = list(range(len(labels)))
         return sorted(random.Random(seed).sample(index, limit)) if limit is not None and limit < len(index) else index
     bank = PairBank.from_obj(obj_path, choose=pick)
-    labels, targets, sources = bank.model_tensors()
+    labels, sources, targets = bank.batch()
     chars = [None] * len(bank)
     return EvalSet(sources, targets, labels, chars, f"{obj_path} ({len(bank)} pairs)",
                    _group_by_source(bank.pairs[:, 1], labels, chars))

@@ -293,3 +293,65 @@ def test_a_checkpoint_that_cannot_be_completed_leaves_none_of_its_files(tmp_path
     with pytest.raises(OSError):
         checkpoint.save_checkpoint(model, tmp_path)
     assert list(tmp_path.iterdir()) == []   # G and D of step 3 went too: all three or none
+
+
+def _layout(value):
+    """The shape of a saved state: its keys and the types of its leaves, recursively."""
+    if isinstance(value, dict):
+        return {key: _layout(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_layout(item) for item in value]
+    return type(value).__name__
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    return a == b
+
+
+def test_a_release_checkpoint_resumes_and_todays_files_have_its_layout(reference_dir, tmp_path):
+    from training.checkpoint import TrainingState
+    release = Checkpoints(reference_dir / "release_checkpoint")
+    state = TrainingState.load(release, 2)
+    assert (state.step, state.epoch, state.batches_done_in_epoch) == (2, 1, 1)
+    assert state.model_config == ModelConfig(input_nc=1, embedding_num=3, embedding_dim=4, ngf=2, ndf=2,
+                                             image_size=32, norm_D="none", sn_generator=True, sn_discriminator=True)
+    assert (state.train_config.lr, state.train_config.lr_D, state.run_config.batch_size) == (0.002, 0.001, 4)
+    saved = release.read_state(2)
+    assert _same(state.to_dict(), saved)   # read and written back, nothing lost or changed
+    model = TrainingStep(state.model_config, state.train_config)
+    load_checkpoint(model, release.folder, 2)
+    assert model.step == 2 and model.learning_rates == {"lr_G": 0.002, "lr_D": 0.001}
+    assert torch.equal(model.netG.state_dict()["embedder.weight"],
+                       torch.load(release.files(2)["G"], weights_only=True)["embedder.weight"])
+    model.train_step(torch.tensor([0, 1, 2, 0]), torch.zeros(4, 1, 32, 32), torch.zeros(4, 1, 32, 32))
+    save_checkpoint(model, tmp_path, epoch=1, batches_done_in_epoch=2, run_config=state.run_config)
+    today = Checkpoints(tmp_path)
+    assert _layout(today.read_state(3)) == _layout(saved)   # the release reads what today writes
+    for net in ("G", "D"):
+        assert (torch.load(today.files(3)[net], weights_only=True).keys()
+                == torch.load(release.files(2)[net], weights_only=True).keys())
+
+
+def test_state_files_of_earlier_layouts_are_upgraded_in_one_place(tmp_path, tiny_config):
+    from training.checkpoint import TrainingState
+    from training.config import RunConfig
+    model = TrainingStep(tiny_config(norm_G="instance", norm_D="instance"), TrainConfig())
+    current = TrainingState.capture(model, epoch=2, batches_done_in_epoch=5,
+                                    run_config=RunConfig(batch_size=4, rotate=True)).to_dict()
+    earliest = {k: v for k, v in current.items() if k not in ("run_config", "batches_done_in_epoch", "scaler_G",
+                                                              "scaler_D")}
+    architecture = dict(earliest["model_config"])
+    del architecture["norm_G"], architecture["norm_D"]
+    earliest["model_config"] = {**architecture, "norm": "instance"}   # one norm for both networks
+    earliest["extra"] = {"batches_done_in_epoch": 5,
+                         "resumed_settings": {"batch_size": 4, "rotate": True, "no_augment": True, "gone": 1}}
+    state = TrainingState.from_dict(earliest)
+    assert state.model_config == model.config and state.batches_done_in_epoch == 5 and state.epoch == 2
+    assert state.run_config == RunConfig(batch_size=4, rotate=True, augment=False)
+    assert state.scaler_G == {} and state.scaler_D == {}

@@ -106,7 +106,7 @@ def test_recommended_norm_settings_learn_on_the_bundled_fonts(bundled_font_data,
     model = TrainingStep(settings.model, settings.train, "cpu")
     trainer = Trainer(model, settings, Experiment.at(tmp_path / "exp", bundled_font_data))
     trainer.run()
-    _, targets, _ = PairBank.from_obj(bundled_font_data / "train.obj").model_tensors()
+    targets = PairBank.from_obj(bundled_font_data / "train.obj").batch().target
     blank_l1 = 100 * (1 - targets).abs().mean().item()   # the weighted L1 of drawing nothing at all
     rows = [r for r in (json.loads(line) for line in (tmp_path / "exp" / "logs" / "train.jsonl").read_text().splitlines())
             if "val_l1" not in r]   # training rows, not the held-out ones

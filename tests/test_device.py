@@ -7,7 +7,7 @@ from training.config import TrainConfig
 from training.checkpoint import load_checkpoint, save_checkpoint
 from model.spectral import spectral_norm_layers
 from training.step import TrainingStep
-from utils.device import resolve_device
+from utils.device import choose_device
 from utils.errors import UserError
 
 SAMPLE = "zi2zi_pytorch_sample.obj"
@@ -106,18 +106,18 @@ def test_decoders_are_not_forked_after_cuda_starts(monkeypatch):
 
 
 def test_device_resolution():
-    assert resolve_device("cpu").type == "cpu"
+    assert choose_device("cpu").type == "cpu"
     with pytest.raises(UserError, match="--device"):
-        resolve_device("tpu")
+        choose_device("tpu")
     with pytest.raises(UserError, match="not both"):
-        resolve_device("cpu", gpu_ids="0")
+        choose_device("cpu", gpu_ids="0")
     if torch.cuda.is_available():
-        assert resolve_device(None).type == "cuda"
-        assert resolve_device(None, gpu_ids="0") == torch.device("cuda:0")
+        assert choose_device(None).type == "cuda"
+        assert choose_device(None, gpu_ids="0") == torch.device("cuda:0")
     else:
-        assert resolve_device(None).type == "cpu"
+        assert choose_device(None).type == "cpu"
         with pytest.raises(UserError, match="CUDA is not available"):
-            resolve_device("cuda:1")
+            choose_device("cuda:1")
 
 
 def test_zi2zi_gpu_ids_forms():

@@ -16,7 +16,9 @@ from model import ModelConfig
 from training.config import TrainConfig
 from model.spectral import spectral_norm_layers
 from training.step import TrainingStep
-from utils.distributed import Distributed, free_port, process_device, torchrun_command
+from utils.device import choose_device
+from utils.distributed import Distributed, free_port
+from utils.launcher import torchrun_command
 from utils.errors import UserError
 
 from conftest import wait_for_log_lines
@@ -184,13 +186,17 @@ def test_each_process_takes_its_own_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     ctx = Distributed(rank=3, world_size=4, local_rank=1)   # second node, second process
-    assert process_device(None, None, ctx) == "cuda:1" and process_device("cuda", None, ctx) == "cuda:1"
-    assert process_device(None, ("4,6",), ctx) == "cuda:6"
-    assert process_device("cpu", None, ctx) == "cpu"
+    cuda = torch.device
+    assert choose_device(None, None, ctx) == cuda("cuda:1") and choose_device("cuda", None, ctx) == cuda("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    assert choose_device(None, ("4,6",), ctx) == cuda("cuda:6")
+    assert choose_device("cpu", None, ctx) == cuda("cpu")
     with pytest.raises(UserError, match="--device cuda:0 under torchrun"):
-        process_device("cuda:0", None, ctx)
+        choose_device("cuda:0", None, ctx)
     with pytest.raises(UserError, match="names 3 GPUs but torchrun started 2"):
-        process_device(None, ("0,1,2",), ctx)
+        choose_device(None, ("0,1,2",), ctx)
+    with pytest.raises(UserError, match="either --device or zi2zi's --gpu_ids"):
+        choose_device("cuda", ("0,1",), ctx)
 
 
 def test_sync_bn_takes_effect_or_says_why(tiny_config):
@@ -293,7 +299,8 @@ def test_every_rank_resumes_the_step_rank_0_chose(tiny_config, tmp_path):
 
 
 def _timeout_worker(rank: int, world: int, port: int, out: str) -> None:
-    from utils.distributed import one_failure_message, start
+    from utils.distributed import start
+    from utils.failures import one_failure_message
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     ctx = Distributed(rank, world, rank)
     # The timeout bounds joining too: start both together, so a slow interpreter start-up cannot spend it

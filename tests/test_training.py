@@ -102,7 +102,7 @@ def test_flip_labels_adds_unpaired_terms(tiny_config, tiny_batches):
     torch.manual_seed(0)
     flip_model = TrainingStep(tiny_config(use_dropout=False), TrainConfig(flip_labels=True))
     flipped = flip_model.train_step(*batch)
-    assert flip_model.flipped_labels.sort().values.tolist() == batch[0].sort().values.tolist()
+    assert flip_model.outputs.flipped_labels.sort().values.tolist() == batch[0].sort().values.tolist()
     assert flipped["d_loss"] > plain["d_loss"]  # one more fake term for D
 
 

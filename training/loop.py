@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from data.loader import BatchIterator, PairBank, PilBatches, label_balanced
+from data.loader import Batch, BatchIterator, PairBank, PilBatches, label_balanced
 from data.obj import scan_obj
 from model.checkpoint import Checkpoints
 from model.spectral import largest_singular_value
@@ -65,11 +65,9 @@ def decoded_bank(train_obj: Path, settings: Settings, labels: set[int] | None, d
     return bank if bank is not None else PairBank.from_cache(train_obj, build=False, **options)
 
 
-def sample_batch(obj_path: Path, count: int):
-    """A fixed, label-balanced batch of (labels, source, target) pairs, not augmented, for sample grids."""
-    bank = PairBank.from_obj(obj_path, choose=lambda labels: label_balanced(labels, count))
-    labels, target, source = bank.model_tensors()
-    return labels, source, target
+def sample_batch(obj_path: Path, count: int) -> Batch:
+    """A fixed, label-balanced batch of pairs, not augmented, for sample grids."""
+    return PairBank.from_obj(obj_path, choose=lambda labels: label_balanced(labels, count)).batch()
 
 
 class RunDiverged(UserError):
@@ -142,7 +140,7 @@ class Trainer:
         self.sample = self.validator = None
         if self.dist.is_main:
             self.sample = sample_batch(self.sample_obj, self.run_config.sample_count)
-            model.config.check_data(str(self.sample_obj), self.sample[1].shape[-1], self.sample[0].unique())
+            model.config.check_data(str(self.sample_obj), self.sample.source.shape[-1], self.sample.labels.unique())
             self.validator = self.open_validation(val_obj, self.sample_obj == val_obj)
         start = start or Start("new")
         self.checkpoints = Checkpoints(experiment.checkpoint)
@@ -207,9 +205,8 @@ class Trainer:
 
     def save_samples(self) -> torch.Tensor:
         """Write the sample grid of this step (rank 0 only); returns the generated glyphs."""
-        labels, source, target = self.sample
-        fake = self.model.generate(source, labels)
-        save_sample_grid(source, target, fake, self.experiment.sample_file(self.model.step))
+        fake = self.model.generate(self.sample.source, self.sample.labels)
+        save_sample_grid(self.sample.source, self.sample.target, fake, self.experiment.sample_file(self.model.step))
         self.sampled_step = self.model.step
         return fake
 
@@ -324,10 +321,9 @@ class Trainer:
         """The rest of the current epoch, or up to step `total`."""
         model = self.model
         self.window = StatsWindow(model.step)
-        for labels, real_A, real_B in self.batches.epoch(self.epoch, self.batches_done):
+        for batch in self.batches.epoch(self.epoch, self.batches_done):
             # the loader's labels were checked against --embedding_num when the data was opened
-            values = model.step_on_device(labels, real_A, real_B, stop_requested=self.stop_signal is not None,
-                                          labels_checked=True)
+            values = model.step_on_device(*batch, stop_requested=self.stop_signal is not None, labels_checked=True)
             self.pending.add(model.step, values)
             self.batches_done += 1
             self.after_step(total)
@@ -377,7 +373,7 @@ class Trainer:
             blank = None
             if self.dist.is_main:
                 fake = self.save_samples()
-                blank = self.watch.blank_samples(ink_share(fake), ink_share(self.sample[2]))
+                blank = self.watch.blank_samples(ink_share(fake), ink_share(self.sample.target))
             self.on_collapse(self.dist.from_main(blank, self.model.device))
         if step % run.checkpoint_steps == 0:
             self.save()

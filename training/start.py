@@ -139,7 +139,7 @@ def start_new_labels_near(model, train_obj: Path, had: int) -> list[str]:
     if not new & set(scan_obj(train_obj).labels):
         return [f"note: labels {sorted(new)} have no training pairs; their styles start from the usual initialisation"]
     bank = PairBank.from_obj(train_obj, labels=new, choose=lambda found: _first_of_each(found, NEAREST_SAMPLE))
-    labels, targets, sources = bank.model_tensors()
+    labels, sources, targets = bank.batch()
     embedding = _embedder(model.netG).weight
     for label in sorted(set(labels.tolist())):
         mine = labels == label

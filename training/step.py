@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data.loader import Batch
 from model.config import ModelConfig
-from training.config import TrainConfig
 from model.inference import generate
 from model.losses import BinaryLoss, CategoryLoss
 from model.networks import build_discriminator, build_generator
@@ -26,6 +27,8 @@ from model.spectral import power_iteration, reuse_spectral_norm, spectral_norm_l
 from utils.device import AMP_DTYPES, autocast, effective_amp
 from utils.distributed import SINGLE, Distributed
 from utils.errors import UserError
+
+from .config import TrainConfig
 
 
 class NonFiniteLossError(UserError):
@@ -66,6 +69,17 @@ class PendingStats:
         for step, stats in read:
             check_finite(step, stats)
         return read
+
+
+@dataclass
+class Outputs:
+    """What G made of a batch in one forward pass: with the batch, what the losses are computed from."""
+    fake: torch.Tensor                    # the target glyphs as G draws them
+    encoded_real: torch.Tensor            # G's encoding of the source ...
+    encoded_fake: torch.Tensor            # ... and of its own output (the constancy loss compares them)
+    flipped_labels: torch.Tensor | None = None   # --flip_labels: shuffled styles, their glyphs and encodings
+    fake_flipped: torch.Tensor | None = None
+    encoded_fake_flipped: torch.Tensor | None = None
 
 
 def set_requires_grad(net: nn.Module, requires_grad: bool) -> None:
@@ -203,44 +217,46 @@ class TrainingStep:
 
     def set_input(self, labels: torch.Tensor, real_A: torch.Tensor, real_B: torch.Tensor,
                   labels_checked: bool = False) -> None:
-        """real_A: source glyphs, real_B: target glyphs, labels: style ids (any device).
+        """real_A: source glyphs, real_B: target glyphs, labels: style ids (any device) -> `self.batch`.
 
         `labels_checked`: the caller has checked the labels against embedding_num already (the
         training loader's data is checked when opened), so they are not read back every step.
         """
         if not labels_checked:
             self.check_labels(labels)
-        self.labels = labels.to(self.device, non_blocking=True).long()
-        self.real_A = real_A.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        self.real_B = real_B.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        self.batch = Batch(labels.to(self.device, non_blocking=True).long(),
+                           real_A.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format),
+                           real_B.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format))
 
     def autocast(self):
         return autocast(self.device, self.amp)
 
     # ---------------------------------------------------------------- forward
-    def forward(self) -> None:
+    def forward(self) -> Outputs:
+        """G on the current batch; the outputs are also kept in `self.outputs` (zi2zi's `fake_B` reads them)."""
         with self.autocast(), reuse_spectral_norm(self.sn_layers_G, self.power_iteration):
-            self._forward()
+            self.outputs = self.generate_outputs(self.batch)
+        return self.outputs
 
-    def _forward(self) -> None:
-        batch = self.real_A.shape[0]
-        self.fake_B, self.encoded_real_A = self.G(self.real_A, self.labels)
-        self.encoded_fake_B = self.G(self.fake_B).view(batch, -1)
+    def generate_outputs(self, batch: Batch) -> Outputs:
+        size = batch.source.shape[0]
+        fake, encoded_real = self.G(batch.source, batch.labels)
+        out = Outputs(fake, encoded_real, self.G(fake).view(size, -1))
         if self.train_config.flip_labels:
             # zi2zi's label flipping: the same sources rendered in shuffled styles. There
             # is no target image for them, so they get no L1 loss.
-            perm = torch.randperm(batch, device=self.device)
-            self.flipped_labels = self.labels[perm]
-            self.fake_flipped, _ = self.G(self.real_A, self.flipped_labels)
-            self.encoded_fake_flipped = self.G(self.fake_flipped).view(batch, -1)
+            out.flipped_labels = batch.labels[torch.randperm(size, device=self.device)]
+            out.fake_flipped, _ = self.G(batch.source, out.flipped_labels)
+            out.encoded_fake_flipped = self.G(out.fake_flipped).view(size, -1)
+        return out
 
-    def pair(self, target: torch.Tensor) -> torch.Tensor:
+    def pair(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """D's input: source and target on the channel axis, in the run's memory format.
 
         The concatenation of two channels-last tensors comes out NCHW; converting here once
         saves D's first convolution a layout conversion on every call.
         """
-        return torch.cat([self.real_A, target], 1).contiguous(memory_format=self.memory_format)
+        return torch.cat([source, target], 1).contiguous(memory_format=self.memory_format)
 
     def _backward(self, losses, scaler: torch.amp.GradScaler, total: str) -> dict:
         """Compute `losses()` (D's spectral norms computed once for all its calls), backpropagate `total`."""
@@ -249,47 +265,43 @@ class TrainingStep:
         scaler.scale(stats[total]).backward()
         return {k: v.detach() for k, v in stats.items()}
 
-    def backward_D(self) -> dict:
-        return self._backward(self._loss_D, self.scaler_D, "d_loss")
-
-    def _loss_D(self) -> dict:
+    def discriminator_losses(self, batch: Batch, out: Outputs) -> dict:
+        """D's loss on real pairs, G's pairs (and the flipped ones), with the category head's."""
         tc = self.train_config
-        real_logits, real_category = self.D(self.pair(self.real_B))
-        fake_logits, fake_category = self.D(self.pair(self.fake_B.detach()))
-        category_loss = tc.Lcategory_penalty * (self.category_loss(real_category, self.labels)
-                                                + self.category_loss(fake_category, self.labels))
+        real_logits, real_category = self.D(self.pair(batch.source, batch.target))
+        fake_logits, fake_category = self.D(self.pair(batch.source, out.fake.detach()))
+        category_loss = tc.Lcategory_penalty * (self.category_loss(real_category, batch.labels)
+                                                + self.category_loss(fake_category, batch.labels))
         d_loss = self.real_binary_loss(real_logits) + self.fake_binary_loss(fake_logits) + category_loss / 2
         if tc.flip_labels:
-            flip_logits, flip_category = self.D(self.pair(self.fake_flipped.detach()))
+            flip_logits, flip_category = self.D(self.pair(batch.source, out.fake_flipped.detach()))
             d_loss = (d_loss + self.fake_binary_loss(flip_logits)
-                      + tc.Lcategory_penalty * self.category_loss(flip_category, self.flipped_labels) / 2)
+                      + tc.Lcategory_penalty * self.category_loss(flip_category, out.flipped_labels) / 2)
         return {"d_loss": d_loss, "category_loss": category_loss,
                 "d_real_prob": torch.sigmoid(real_logits.detach().float()).mean(),
                 "d_fake_prob": torch.sigmoid(fake_logits.detach().float()).mean()}
 
-    def backward_G(self) -> dict:
-        return self._backward(self._loss_G, self.scaler_G, "g_loss")
-
-    def _loss_G(self) -> dict:
+    def generator_losses(self, batch: Batch, out: Outputs) -> dict:
+        """G's loss: fooling D, L1 to the target, the style category and the encoding constancy."""
         tc = self.train_config
-        fake_logits, fake_category = self.D_in_G_step(self.pair(self.fake_B))
-        const_loss = tc.Lconst_penalty * F.mse_loss(self.encoded_real_A, self.encoded_fake_B)
-        l1_loss = tc.L1_penalty * F.l1_loss(self.fake_B, self.real_B)
-        fake_category_loss = tc.Lcategory_penalty * self.category_loss(fake_category, self.labels)
+        fake_logits, fake_category = self.D_in_G_step(self.pair(batch.source, out.fake))
+        const_loss = tc.Lconst_penalty * F.mse_loss(out.encoded_real, out.encoded_fake)
+        l1_loss = tc.L1_penalty * F.l1_loss(out.fake, batch.target)
+        fake_category_loss = tc.Lcategory_penalty * self.category_loss(fake_category, batch.labels)
         cheat_loss = self.real_binary_loss(fake_logits)
         g_loss = cheat_loss + l1_loss + fake_category_loss + const_loss
         if tc.flip_labels:
-            flip_logits, flip_category = self.D_in_G_step(self.pair(self.fake_flipped))
+            flip_logits, flip_category = self.D_in_G_step(self.pair(batch.source, out.fake_flipped))
             g_loss = (g_loss + self.real_binary_loss(flip_logits)
-                      + tc.Lcategory_penalty * self.category_loss(flip_category, self.flipped_labels)
-                      + tc.Lconst_penalty * F.mse_loss(self.encoded_real_A, self.encoded_fake_flipped))
+                      + tc.Lcategory_penalty * self.category_loss(flip_category, out.flipped_labels)
+                      + tc.Lconst_penalty * F.mse_loss(out.encoded_real, out.encoded_fake_flipped))
         return {"g_loss": g_loss, "l1_loss": l1_loss, "const_loss": const_loss, "cheat_loss": cheat_loss}
 
     def _update(self, net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                backward, grad_norm_key: str) -> dict:
-        """One optimiser step of `net`: gradients from `backward()`, their norm recorded, then the step."""
+                losses, total: str, grad_norm_key: str) -> dict:
+        """One optimiser step of `net` on `losses()`'s `total`, the gradients' norm recorded."""
         optimizer.zero_grad(set_to_none=True)
-        stats = backward()
+        stats = self._backward(losses, scaler, total)
         scaler.unscale_(optimizer)  # true gradients for the norm (no-op without fp16)
         stats[grad_norm_key] = _grad_norm(net)
         scaler.step(optimizer)
@@ -309,14 +321,16 @@ class TrainingStep:
         """
         if labels is not None:
             self.set_input(labels, real_A, real_B, labels_checked)
-        self.forward()
+        batch, out = self.batch, self.forward()
         set_requires_grad(self.netD, True)
-        stats = self._update(self.netD, self.optimizer_D, self.scaler_D, self.backward_D, "d_grad_norm")
+        stats = self._update(self.netD, self.optimizer_D, self.scaler_D,
+                             lambda: self.discriminator_losses(batch, out), "d_loss", "d_grad_norm")
         set_requires_grad(self.netD, False)  # D needs no gradients while G learns
         for g_step in range(self.train_config.g_steps):
             if g_step:
-                self.forward()
-            stats.update(self._update(self.netG, self.optimizer_G, self.scaler_G, self.backward_G, "g_grad_norm"))
+                out = self.forward()
+            stats.update(self._update(self.netG, self.optimizer_G, self.scaler_G,
+                                      lambda: self.generator_losses(batch, out), "g_loss", "g_grad_norm"))
         set_requires_grad(self.netD, True)
         self.step += 1
         self.last_stats = stats  # the tensors, for callers that want them (zi2zi's API returns tensors)

@@ -17,7 +17,7 @@ class Validator:
     def __init__(self, val_obj: Path, count: int, seed: int = 0, labels: set[int] | None = None):
         # --fine_tune: the labels being trained; only the pairs evaluated are decoded
         bank = PairBank.from_obj(val_obj, labels=labels, choose=lambda found: label_balanced(found, count, seed=seed))
-        self.labels, self.targets, self.sources = bank.model_tensors()
+        self.labels, self.sources, self.targets = bank.batch()
         self.description = f"{len(bank)} pairs of {val_obj}"
         self.floor = copy_source_scores(self.sources, self.targets)   # the same pairs every time: scored once
 

@@ -23,7 +23,7 @@ from model.loading import load_weights
 from model.config import ModelConfig
 from training.config import TrainConfig
 from model.inference import generate
-from utils.device import resolve_device
+from utils.device import choose_device
 from utils.images import rgb_image
 from utils.io import save_image
 
@@ -50,9 +50,26 @@ class Zi2ZiModel(TrainingStep):
 
     def setup(self) -> None:
         """Build the networks, optimisers and losses on the device `gpu_ids` names (none: CPU)."""
-        device = resolve_device(gpu_ids=self.gpu_ids) if self.gpu_ids else torch.device("cpu")
+        device = choose_device(gpu_ids=self.gpu_ids) if self.gpu_ids else torch.device("cpu")
         super().__init__(self.config, self.train_config, device, amp=self.amp)
         self.train(self.is_training)
+
+    # zi2zi-pytorch's attributes: the last batch given to set_input and the last forward pass
+    @property
+    def real_A(self) -> torch.Tensor:
+        return self.batch.source
+
+    @property
+    def real_B(self) -> torch.Tensor:
+        return self.batch.target
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.batch.labels
+
+    @property
+    def fake_B(self) -> torch.Tensor:
+        return self.outputs.fake
 
     def optimize_parameters(self):
         """One zi2zi iteration on the last `set_input`; returns (const, l1, category, cheat) losses."""

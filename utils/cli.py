@@ -108,7 +108,7 @@ def add_device_flags(group: argparse._ActionsContainer, amp_help: str | None = "
                      gpu_ids_help: str | None = None, amp_default: str | None = "off",
                      amp_default_help: str | None = None) -> None:
     """--device, zi2zi's --gpu_ids where `gpu_ids_help` is given, and --amp unless `amp_help` is None (a
-    script that measures in fp32 on purpose), resolved by `utils.device.resolve_device` / `autocast`.
+    script that measures in fp32 on purpose), resolved by `utils.device.choose_device` / `autocast`.
     `amp_default` None means "not given": the script resolves it per device (`amp_default_help` says how)."""
     from .device import AMP_CHOICES   # here, so scripts without a model (font2img, package) never import torch
     group.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")

@@ -1,9 +1,12 @@
 """Choose the torch device once, at the edge."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import UserError
+from .launcher import torchrun_command
 
 
 def parse_gpu_ids(gpu_ids) -> list[int]:
@@ -27,18 +30,20 @@ def gpu_ids_to_device(gpu_ids) -> str:
     numbers = parse_gpu_ids(gpu_ids)
     if len(numbers) > 1:
         import sys
-
-        from .distributed import torchrun_command
         raise UserError(f"--gpu_ids names {len(numbers)} GPUs and one process trains on one GPU; train on all of "
                         f"them with one process each: {torchrun_command(numbers, sys.argv)}")
     return f"cuda:{numbers[0]}"
 
 
-def resolve_device(name: str | None = None, gpu_ids=None) -> torch.device:
-    """`--device` (cpu, cuda, cuda:N) or zi2zi's `--gpu_ids`; default CUDA when available."""
+def choose_device(name: str | None = None, gpu_ids=None, process=None) -> torch.device:
+    """The one choice of the torch device: `--device` (cpu, cuda, cuda:N) or zi2zi's `--gpu_ids`, default CUDA
+    when available; under torchrun (`process`, a utils.distributed.Distributed with several processes) the GPU
+    of the process's LOCAL_RANK, or its entry of --gpu_ids."""
     if name is not None and gpu_ids:
         raise UserError("give either --device or zi2zi's --gpu_ids, not both")
-    if name is None and gpu_ids:
+    if process is not None and process.enabled:
+        name = _process_device(name, gpu_ids, process)
+    elif gpu_ids:
         name = gpu_ids_to_device(gpu_ids)
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -54,6 +59,27 @@ def resolve_device(name: str | None = None, gpu_ids=None) -> torch.device:
     elif device.type != "cpu":
         raise UserError(f"--device must be cpu, cuda or cuda:N; got {name!r}")
     return device
+
+
+def _process_device(name: str | None, gpu_ids, ctx) -> str | None:
+    """The device of this rank under torchrun: its local GPU (or its entry of --gpu_ids) on CUDA, else `name`."""
+    if gpu_ids:
+        gpu_ids = parse_gpu_ids(gpu_ids)
+        if len(gpu_ids) != int(os.environ.get("LOCAL_WORLD_SIZE", len(gpu_ids))):
+            raise UserError(f"--gpu_ids names {len(gpu_ids)} GPUs but torchrun started "
+                            f"{os.environ.get('LOCAL_WORLD_SIZE')} processes on this node; give "
+                            f"--nproc_per_node {len(gpu_ids)}")
+        return f"cuda:{gpu_ids[ctx.local_rank]}"
+    wants_cuda = name is None and torch.cuda.is_available() or (name or "").startswith("cuda")
+    if not wants_cuda:
+        return name
+    if name not in (None, "cuda"):
+        raise UserError(f"--device {name} under torchrun: each process takes the GPU of its LOCAL_RANK; give "
+                        f"--device cuda (or choose GPUs with CUDA_VISIBLE_DEVICES or --gpu_ids)")
+    if ctx.local_rank >= torch.cuda.device_count():
+        raise UserError(f"process {ctx.local_rank} on this node has no GPU of its own "
+                        f"({torch.cuda.device_count()} visible); lower --nproc_per_node")
+    return f"cuda:{ctx.local_rank}"
 
 
 # --amp choices and the dtype each one runs the forward passes in.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -92,3 +93,24 @@ def describe_failure(rank: int, failure) -> str:
     if message and not message.startswith("To enable traceback"):
         return message if message.startswith("rank ") else f"rank {rank}: {message}"
     return f"rank {rank} failed with exit status {failure.exitcode}; its traceback is above"
+
+
+def torchrun_command(gpus: list[int], argv: list[str]) -> str:
+    """The command that trains on `gpus`, one process each, with the rest of `argv` unchanged."""
+    rest, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            if arg.startswith("-"):
+                skip = False
+            else:
+                continue
+        if arg == "--gpu_ids":
+            skip = True
+            continue
+        if arg.startswith("--gpu_ids="):
+            continue
+        rest.append(arg)
+    script = os.path.basename(argv[0]) if argv else "train.py"
+    visible = ",".join(str(g) for g in gpus)
+    return (f"CUDA_VISIBLE_DEVICES={visible} torchrun --standalone --nproc_per_node {len(gpus)} "
+            f"{shlex.join([script, *rest, '--device', 'cuda'])}")
