@@ -157,7 +157,7 @@ def test_a_new_label_starts_from_the_base_style_nearest_its_glyphs(tmp_path, tin
         start = find_start(flags, tmp_path / "new" / "checkpoint")
         settings = resolve_settings(flags, start)
         model = TrainingStep(settings.model, settings.train)
-        return model, apply_start(model, start, tmp_path / "train.obj")[2]
+        return model, apply_start(model, start, tmp_path / "train.obj")[1]
 
     grown, notes = grown_from()
     assert any(n.startswith("note: label 4 starts from label 2's style, the base style nearest its glyphs")

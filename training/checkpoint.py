@@ -1,6 +1,6 @@
 """What a checkpoint holds besides the weights, described once: `TrainingState`.
 
-    state = TrainingState.capture(model, epoch=3, batches_done_in_epoch=10, run_config=run)
+    state = TrainingState.capture(model, epoch=3, batches_done_in_epoch=10, run_config=run)  # the loop's fields
     state.save(Checkpoints(folder), model)          # G, D and the state file, all or nothing
     state = TrainingState.load(Checkpoints(folder), step)
     state.restore(model)                             # weights, optimisers, step, RNG
@@ -43,12 +43,11 @@ class TrainingState:
     batches_done_in_epoch: int = 0           # a resumed epoch skips the batches it trained
 
     @classmethod
-    def capture(cls, model, epoch: int = 0, batches_done_in_epoch: int = 0,
-                run_config: RunConfig | None = None) -> "TrainingState":
-        """The state of `model` (a TrainingStep) now, with the loop's position and the RNGs."""
-        return cls(model.config, model.train_config, **model.optimizer_state(), step=model.step, epoch=epoch,
-                   rng=capture_rng_state(), run_config=run_config or RunConfig(),
-                   batches_done_in_epoch=batches_done_in_epoch)
+    def capture(cls, model, **loop) -> "TrainingState":
+        """The state of `model` (a TrainingStep) now and the RNGs', with the training loop's own fields
+        given by name (`epoch`, `batches_done_in_epoch`, `run_config`, ...; the defaults otherwise)."""
+        return cls(model.config, model.train_config, **model.optimizer_state(), step=model.step,
+                   rng=capture_rng_state(), **loop)
 
     # ------------------------------------------------------------ the file
     def to_dict(self) -> dict:
@@ -108,11 +107,10 @@ class TrainingState:
             restore_rng_state(self.rng)
 
 
-def save_checkpoint(model, ckpt_dir: str | Path, epoch: int = 0, batches_done_in_epoch: int = 0,
-                    run_config: RunConfig | None = None) -> dict[str, Path]:
-    """Save G, D and the training state of `model` at `model.step`; returns the paths."""
-    state = TrainingState.capture(model, epoch, batches_done_in_epoch, run_config)
-    return state.save(Checkpoints(ckpt_dir), model)
+def save_checkpoint(model, ckpt_dir: str | Path, **loop) -> dict[str, Path]:
+    """Save G, D and the training state of `model` at `model.step` (`loop`: the loop's fields, as
+    TrainingState.capture takes them); returns the paths."""
+    return TrainingState.capture(model, **loop).save(Checkpoints(ckpt_dir), model)
 
 
 def load_checkpoint(model, ckpt_dir: str | Path, step: int, restore_rng: bool = True,

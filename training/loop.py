@@ -144,8 +144,11 @@ class Trainer:
             self.validator = self.open_validation(val_obj, self.sample_obj == val_obj)
         start = start or Start("new")
         self.checkpoints = Checkpoints(experiment.checkpoint)
-        # the epoch and the batches done in it: saved, so a resumed epoch skips them
-        self.epoch, self.batches_done, notes = apply_start(model, start, train_obj)
+        resumed, notes = apply_start(model, start, train_obj)
+        # the loop's fields of the checkpoint (training.checkpoint.TrainingState), or a fresh start's
+        loop = resumed or TrainingState(model.config, model.train_config, {}, {})
+        self.epoch = loop.epoch
+        self.batches_done = loop.batches_done_in_epoch   # a resumed epoch skips the batches it trained
         for note in notes:
             self.say(note)
         if self.dist.enabled:
@@ -234,7 +237,8 @@ class Trainer:
         self.saved_step = self.model.step
         if not self.dist.is_main:
             return
-        state = TrainingState.capture(self.model, self.epoch, self.batches_done, self.run_config)
+        state = TrainingState.capture(self.model, epoch=self.epoch, batches_done_in_epoch=self.batches_done,
+                                      run_config=self.run_config)
         try:
             state.save(self.checkpoints, self.model)
         except OSError as err:

@@ -171,17 +171,17 @@ def _embedder(netG):
     return getattr(netG, "module", netG).embedder
 
 
-def apply_start(model, start: Start, train_obj: Path | None = None) -> tuple[int, int, list[str]]:
-    """Load what the start says into `model`; returns (epoch, batches done in it, notes to print)."""
+def apply_start(model, start: Start, train_obj: Path | None = None) -> tuple[TrainingState | None, list[str]]:
+    """Load what the start says into `model`; returns the resumed TrainingState (None for any other
+    start: the loop's fields start afresh) and notes to print."""
     if start.kind == "resume":
-        state = load_checkpoint(model, start.weights_dir, start.step, state=start.state)
-        return state.epoch, state.batches_done_in_epoch, []
+        return load_checkpoint(model, start.weights_dir, start.step, state=start.state), []
     if start.kind == "weights":
         files = Checkpoints(start.weights_dir).files(start.step)
         load_weights(model.netG, files["G"], "G")
         load_weights(model.netD, files["D"], "D")
         model.step = start.step
-        return 0, 0, [f"note: step {start.step} in {start.weights_dir} has weights only (as zi2zi-pytorch saves "
+        return None, [f"note: step {start.step} in {start.weights_dir} has weights only (as zi2zi-pytorch saves "
                       f"them): fine-tuning from them at step {start.step}, architecture read from the weights; not "
                       f"restored: optimiser state, learning-rate schedule, epoch, RNG and data position (fresh Adam "
                       f"at --lr, epoch 0)"]
@@ -200,5 +200,5 @@ def apply_start(model, start: Start, train_obj: Path | None = None) -> tuple[int
                 notes.append(f"note: labels {had}..{model.config.embedding_num - 1} are new: their style embeddings "
                              f"and the category head's rows for them start from the usual initialisation; labels "
                              f"0..{had - 1} keep theirs")
-        return 0, 0, notes
-    return 0, 0, []
+        return None, notes
+    return None, []
