@@ -1,5 +1,6 @@
 """Checkpoints: zi2zi-pytorch's files, complete and atomic saves, exact resume, strict loading that
 names the flag, damaged files skipped or named, best.json and pruning, the SN export."""
+import dataclasses
 import os
 import pickle
 
@@ -323,7 +324,11 @@ def test_a_release_checkpoint_resumes_and_todays_files_have_its_layout(reference
                                              image_size=32, norm_D="none", sn_generator=True, sn_discriminator=True)
     assert (state.train_config.lr, state.train_config.lr_D, state.run_config.batch_size) == (0.002, 0.001, 4)
     saved = release.read_state(2)
-    assert _same(state.to_dict(), saved)   # read and written back, nothing lost or changed
+    written = state.to_dict()
+    # read and written back, nothing lost or changed; fields added since the release take their defaults
+    assert _same({key: written[key] for key in saved}, saved)
+    added = {f.name: f.default for f in dataclasses.fields(TrainingState) if f.name not in saved}
+    assert all(written[name] == default for name, default in added.items())
     model = TrainingStep(state.model_config, state.train_config)
     load_checkpoint(model, release.folder, 2)
     assert model.step == 2 and model.learning_rates == {"lr_G": 0.002, "lr_D": 0.001}
@@ -332,7 +337,10 @@ def test_a_release_checkpoint_resumes_and_todays_files_have_its_layout(reference
     model.train_step(torch.tensor([0, 1, 2, 0]), torch.zeros(4, 1, 32, 32), torch.zeros(4, 1, 32, 32))
     save_checkpoint(model, tmp_path, epoch=1, batches_done_in_epoch=2, run_config=state.run_config)
     today = Checkpoints(tmp_path)
-    assert _layout(today.read_state(3)) == _layout(saved)   # the release reads what today writes
+    ours = today.read_state(3)
+    # the release reads what today writes: its keys, laid out as it wrote them (it reads by key, so it
+    # passes over the fields added since)
+    assert _layout({key: ours[key] for key in saved}) == _layout(saved) and set(ours) == set(saved) | set(added)
     for net in ("G", "D"):
         assert (torch.load(today.files(3)[net], weights_only=True).keys()
                 == torch.load(release.files(2)[net], weights_only=True).keys())

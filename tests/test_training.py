@@ -184,3 +184,25 @@ def test_host_read_counter_sees_a_read(tiny_config, tiny_batches):
     with HostReads() as counter:
         model.train_step(*tiny_batches(1)[0])
     assert any(read.startswith("tolist in train_step") for read in counter.reads), counter.reads
+
+
+def test_training_time_is_saved_and_summed_over_every_start(tiny_trainer, tmp_path, capsys):
+    from model.checkpoint import Checkpoints
+    from training.checkpoint import TrainingState
+    from training.loop import Trainer
+    from training.start import Start
+    first = tiny_trainer(tmp_path / "exp", max_steps=3, checkpoint_steps=3)
+    first.run()
+    checkpoints = Checkpoints(tmp_path / "exp" / "checkpoint")
+    before = TrainingState.load(checkpoints, 3).training_seconds
+    assert before > 0
+    again = tiny_trainer(tmp_path / "exp", max_steps=6, checkpoint_steps=3)
+    resumed = Trainer(again.model, again.settings, again.experiment,
+                      Start("resume", 3, TrainingState.load(checkpoints, 3), checkpoints.folder))
+    resumed.run()
+    assert TrainingState.load(checkpoints, 6).training_seconds > before   # carried over, then added to
+    assert "this run has trained for" in capsys.readouterr().out
+    import json
+    logged = [json.loads(line) for line in (tmp_path / "exp" / "logs" / "train.jsonl").read_text().splitlines()]
+    after = [r["train_seconds"] for r in logged if "train_seconds" in r and r["step"] > 3]
+    assert after and all(seconds > before for seconds in after)

@@ -41,6 +41,7 @@ class TrainingState:
     rng: dict | None = None                  # utils.rng.capture_rng_state()
     run_config: RunConfig = field(default_factory=RunConfig)
     batches_done_in_epoch: int = 0           # a resumed epoch skips the batches it trained
+    training_seconds: float = 0.0            # wall time spent training, summed over every start of the run
 
     @classmethod
     def capture(cls, model, **loop) -> "TrainingState":

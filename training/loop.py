@@ -16,6 +16,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -149,6 +150,9 @@ class Trainer:
         loop = resumed or TrainingState(model.config, model.train_config, {}, {})
         self.epoch = loop.epoch
         self.batches_done = loop.batches_done_in_epoch   # a resumed epoch skips the batches it trained
+        self.seconds_before, self.run_start = loop.training_seconds, None
+        if loop.training_seconds:
+            notes.append(f"note: this run has trained for {loop.training_seconds / 60:.1f} min before this start")
         for note in notes:
             self.say(note)
         if self.dist.enabled:
@@ -238,7 +242,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         state = TrainingState.capture(self.model, epoch=self.epoch, batches_done_in_epoch=self.batches_done,
-                                      run_config=self.run_config)
+                                      run_config=self.run_config, training_seconds=self.training_seconds())
         try:
             state.save(self.checkpoints, self.model)
         except OSError as err:
@@ -246,6 +250,10 @@ class Trainer:
                              f"({describe_write_failure(err)}); {self.last_good()}. Then --resume latest") from None
         if self.run_config.keep_last > 0:
             self.checkpoints.prune(self.run_config.keep_last)
+
+    def training_seconds(self) -> float:
+        """Wall time spent training, over every start of this run (saved in each checkpoint)."""
+        return self.seconds_before + (time.perf_counter() - self.run_start if self.run_start is not None else 0.0)
 
     def last_good(self) -> str:
         """Where the run can continue from: the newest complete checkpoint, and how many steps ago."""
@@ -265,7 +273,7 @@ class Trainer:
 
     def log_record(self, window: StatsWindow, step: int) -> dict:
         model = self.model
-        extra = {"epoch": self.epoch, **model.learning_rates}
+        extra = {"epoch": self.epoch, **model.learning_rates, "train_seconds": round(self.training_seconds(), 2)}
         if model.config.sn_generator:
             extra["sigma_G"] = largest_singular_value(model.netG)
         if model.config.sn_discriminator:
@@ -284,6 +292,7 @@ class Trainer:
                   f"(raise --epoch or --max_steps to train further)")
             return None
         self.model.train()
+        self.run_start = time.perf_counter()
         main = self.dist.is_main
         if main:
             self.check_writable()
@@ -430,6 +439,8 @@ class Trainer:
             self.writers.close()
         if outcome != "failed":
             self.dist.barrier()   # the checkpoint is on disk before any process exits
+        if outcome == "finished":
+            self.say(f"trained for {self.training_seconds() / 60:.1f} min over every start of this run")
         if outcome == "interrupted" and self.dist.is_main:
             signal_name = signal.Signals(self.stop_signal or signal.SIGINT).name
             print(f"stopped by {signal_name}: checkpoint saved at step {self.model.step} in "
