@@ -86,11 +86,11 @@ def _records(f, path: Path) -> Iterator[tuple[int, Record]]:
         index += 1
 
 
-def existing_obj(path: str | Path) -> Path:
-    """`path` as a Path, or the one error every reader gives for a missing `.obj`."""
+def existing_obj(path: str | Path, hint: str | None = None) -> Path:
+    """`path` as a Path, or the one error every reader gives for a missing `.obj` (with what to do, `hint`)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such .obj file")
+        raise UserError(f"{path}: no such .obj file" + (f"; {hint}" if hint else ""))
     return path
 
 

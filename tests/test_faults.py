@@ -480,3 +480,12 @@ def test_init_from_takes_the_best_checkpoint_of_a_run(tmp_path):
     assert parse_init_from(f"{tmp_path / 'base'}:best") == (ckpt, 10)
     assert parse_init_from(f"{tmp_path / 'base'}:latest") == (ckpt, 20)
     assert parse_init_from(str(tmp_path / "base")) == (ckpt, 20)
+
+
+def test_a_missing_train_obj_names_the_file_and_the_command_that_makes_it(tiny_trainer, tmp_path):
+    from training.loop import Trainer
+    from utils.experiment import Experiment
+    made = tiny_trainer(tmp_path / "exp", max_steps=1)
+    with pytest.raises(UserError, match=r"nodata/train.obj: no such .obj file; run package.py --save_dir .*nodata "
+                                        r"first, or point --data_dir"):
+        Trainer(made.model, made.settings, Experiment.at(tmp_path / "other", tmp_path / "nodata"))

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from data.loader import Batch, BatchIterator, PairBank, PilBatches, label_balanced
-from data.obj import scan_obj
+from data.obj import existing_obj, scan_obj
 from model.checkpoint import Checkpoints
 from model.spectral import largest_singular_value
 from utils.errors import UserError, WriteError
@@ -128,9 +128,8 @@ class Trainer:
         self.dist = model.dist
         self.run_config = settings.run
         train_obj, val_obj = experiment.train_obj, experiment.val_obj
-        if not train_obj.exists():
-            raise UserError(f"{train_obj} does not exist: run package.py --save_dir {experiment.data} "
-                            f"first, or point --data_dir at the folder holding train.obj")
+        existing_obj(train_obj, f"run package.py --save_dir {experiment.data} first, or point --data_dir at the "
+                                f"folder holding train.obj")
         self.batches = open_batches(train_obj, settings, model.device, self.dist)
         model.config.check_data(str(train_obj), self.batches.image_size, self.batches.labels.unique())
         self.data_labels = sorted(set(self.batches.labels.tolist()))

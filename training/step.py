@@ -24,7 +24,7 @@ from model.inference import generate
 from model.losses import BinaryLoss, CategoryLoss
 from model.networks import build_discriminator, build_generator
 from model.spectral import power_iteration, reuse_spectral_norm, spectral_norm_layers
-from utils.device import AMP_DTYPES, autocast, effective_amp
+from utils.device import autocast, check_amp, effective_amp
 from utils.distributed import SINGLE, Distributed
 from utils.errors import UserError
 
@@ -152,9 +152,7 @@ class TrainingStep:
         self.config = config
         self.train_config = train_config or TrainConfig()
         self.device = torch.device(device)
-        if amp not in AMP_DTYPES:
-            raise UserError(f"--amp must be one of {', '.join(AMP_DTYPES)}; got {amp!r}")
-        self.amp = effective_amp(self.device, amp)
+        self.amp = effective_amp(self.device, check_amp(amp))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         tc = self.train_config
         self.netG = build_generator(config).to(self.device, memory_format=self.memory_format)
