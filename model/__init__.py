@@ -11,14 +11,14 @@ from .networks import (Discriminator, UNetGenerator, UnetSkipConnectionBlock, bu
                        build_generator, get_norm_layer, init_weights)
 from .spectral import (apply_spectral_norm, fold_spectral_norm, largest_singular_value,
                        uses_spectral_norm)
-from .checkpoint import CheckpointError, available_steps, resolve_step
+from .checkpoint import CheckpointError, Checkpoints, available_steps, resolve_step
 from .loading import load_generator, model_config_of
 from .plain import export_plain_generator
 
 __all__ = ["ModelConfig", "num_downs_for", "BinaryLoss", "CategoryLoss", "Discriminator",
            "UNetGenerator", "UnetSkipConnectionBlock", "build_discriminator", "build_generator", "get_norm_layer",
            "init_weights", "apply_spectral_norm", "fold_spectral_norm", "largest_singular_value",
-           "uses_spectral_norm", "CheckpointError", "available_steps", "resolve_step", "load_generator",
+           "uses_spectral_norm", "CheckpointError", "Checkpoints", "available_steps", "resolve_step", "load_generator",
            "model_config_of", "export_plain_generator", "Zi2ZiModel"]
 
 

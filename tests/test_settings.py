@@ -19,7 +19,7 @@ def flags(*argv):
 
 def saved_state(model_config=ModelConfig(), train_config=TrainConfig(), run_config=RunConfig()):
     """A resumed start whose checkpoint holds these settings."""
-    return Start("resume", 0, TrainingState(model_config, train_config, {}, {}, run_config=run_config))
+    return Start("resume", 0, TrainingState(model_config, train_config, run_config=run_config))
 
 
 def test_new_run_takes_flags_then_dataclass_defaults():

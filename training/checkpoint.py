@@ -32,8 +32,8 @@ class TrainingState:
     """Everything besides the weights that a resumed run needs, as one record."""
     model_config: ModelConfig
     train_config: TrainConfig
-    optimizer_G: dict
-    optimizer_D: dict
+    optimizer_G: dict = field(default_factory=dict)   # empty before the first step
+    optimizer_D: dict = field(default_factory=dict)
     scaler_G: dict = field(default_factory=dict)   # fp16's gradient scalers; empty without fp16
     scaler_D: dict = field(default_factory=dict)
     step: int = 0

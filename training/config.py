@@ -1,6 +1,7 @@
 """Run settings and the one place where flag > checkpoint > default is resolved.
 
-    settings = resolve_settings(vars(args), saved_state)   # saved_state: None for a new run
+    flags = given_flags(args)                       # once, right after parsing
+    settings = resolve_settings(flags, start)       # start: training.start.Start (None: a new run)
     settings.model, settings.train, settings.run, settings.device
 
 Four dataclasses hold every setting of a run, each with its own rule for a resumed run
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evaluation.metrics import METRICS
+from model.loading import model_config_of
 from model.config import (ARCH_FLAGS, ModelConfig, add_architecture_flags, config_from_dict, decide_architecture,
                           flag_name, given_architecture)
 from utils.cli import add_config_flag as flag
@@ -282,7 +284,6 @@ def decide_model(flags: dict[str, Any], start=None) -> ModelConfig:
         return decide_architecture(given)
     if start.kind == "resume":
         return decide_architecture(given, start.state.model_config.to_dict(), "the checkpoint being resumed")
-    from model.loading import model_config_of
     step = start.source_step if start.kind == "init_from" else start.step
     return model_config_of(start.weights_dir, step, given, grow_labels=start.kind == "init_from")
 

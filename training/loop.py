@@ -145,8 +145,8 @@ class Trainer:
         start = start or Start("new")
         self.checkpoints = Checkpoints(experiment.checkpoint)
         resumed, notes = apply_start(model, start, train_obj)
-        # the loop's fields of the checkpoint (training.checkpoint.TrainingState), or a fresh start's
-        loop = resumed or TrainingState(model.config, model.train_config, {}, {})
+        # the loop's fields of the checkpoint (training.checkpoint.TrainingState), or a new run's
+        loop = resumed or TrainingState(model.config, model.train_config)
         self.epoch = loop.epoch
         self.batches_done = loop.batches_done_in_epoch   # a resumed epoch skips the batches it trained
         self.seconds_before, self.run_start = loop.training_seconds, None
