@@ -21,8 +21,10 @@ from .obj import ObjFormatError, read_obj
 
 def signed_unit(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 pixels -> float32 in [-1, 1], the models' range: the one conversion, so every data path
-    (PIL items, the fast loader's batches, evaluation) gives the same bits."""
-    return pixels.float().div_(127.5).sub_(1.0)
+    (PIL items, the fast loader's batches, evaluation) gives the same bits. A multiply by 1/127.5,
+    cheaper on a GPU than a division, differs from x / 127.5 in the last bit for 111 of the 256
+    values; the training tests' tolerances were measured with this one."""
+    return pixels.float().mul_(1 / 127.5).sub_(1.0)
 
 
 def to_tensor(img: Image.Image, input_nc: int) -> torch.Tensor:
