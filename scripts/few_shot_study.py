@@ -31,8 +31,10 @@ sys.path.insert(0, str(ROOT))
 from data.charsets import load_charset  # noqa: E402
 from data.obj import read_obj, write_obj  # noqa: E402
 from evaluation.comparison import RunSpec, compare_runs, eval_set_from_fonts  # noqa: E402
+from model.checkpoint import Checkpoints  # noqa: E402
 from training.recipes import FEW_SHOT  # noqa: E402
 from utils.cli import run  # noqa: E402
+from utils.experiment import Experiment  # noqa: E402
 from utils.images import grid_image  # noqa: E402
 from utils.io import atomic_write_text, save_image  # noqa: E402
 
@@ -97,7 +99,7 @@ def main(argv=None) -> int:
              if line.strip() and not any(line.startswith(f) for f in HELD_OUT.values())]
     (out / "base_fonts.txt").write_text("\n".join(fonts) + "\n")
     base = out / "base"
-    if not (base / "checkpoint" / "best.json").exists():
+    if Checkpoints(Experiment.at(base).checkpoint).best() is None:
         timed("base", ["env", f"STEPS={args.base_steps}", "bash", "scripts/train_base.sh", out / "base_fonts.txt",
                        base], "base.log")
     labels = len(json.loads((base / "styles.json").read_text())["styles"])
@@ -127,7 +129,7 @@ def main(argv=None) -> int:
     def train(name: str, data: Path, steps: int, extra: list, fine_tune: bool):
         steps = min(steps, args.cap_steps or steps)
         exp = out / "runs" / name
-        if (exp / "checkpoint" / f"{steps}_net_G.pth").exists():
+        if steps in Checkpoints(Experiment.at(exp).checkpoint).steps():
             return exp
         common = ["--experiment_dir", exp, "--data_dir", data, "--device", "cpu", *amp_flags(), "--batch_size",
                   BATCH, "--random_seed", SEED, "--eval_steps", 0, "--max_steps", steps]
