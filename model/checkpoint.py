@@ -17,6 +17,7 @@ and shape checks, is model.loading's.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
@@ -164,6 +165,43 @@ class Checkpoints:
             for path in self.files(step).values():
                 path.unlink(missing_ok=True)
         return doomed
+
+
+class BestCheckpoint:
+    """checkpoint/best.json: the step with the best held-out `metric`, kept across resumes.
+
+    Created on every start (rank 0): a pointer past the resumed step names a checkpoint
+    this run is about to overwrite, and one for another metric holds a value that cannot
+    be compared, so both are dropped. `metric` None: only that clean-up. `higher_is_better`
+    is the metric's direction (evaluation.metrics.METRICS; model/ does not import it).
+    """
+
+    def __init__(self, checkpoints: Checkpoints, metric: str | None, resumed_step: int | None,
+                 higher_is_better: bool = True):
+        self.checkpoints, self.metric, self.higher_is_better = checkpoints, metric, higher_is_better
+        best = checkpoints.best()
+        if best is not None and (resumed_step is None or best["step"] > resumed_step
+                                 or (metric is not None and best["metric"] != metric)):
+            checkpoints.forget_best()
+            best = None
+        self.value = best["value"] if best is not None and metric else None
+        self.step = best["step"] if best is not None and metric else None
+
+    @property
+    def active(self) -> bool:
+        return self.metric is not None
+
+    def improves(self, value: float) -> bool:
+        if not self.active or not math.isfinite(value):
+            return False
+        if self.value is None:
+            return True
+        return value > self.value if self.higher_is_better else value < self.value
+
+    def record(self, step: int, value: float) -> None:
+        """Point best.json at `step` (whose checkpoint is on disk)."""
+        self.checkpoints.write_best(step, self.metric, value, self.higher_is_better)
+        self.value, self.step = value, step
 
 
 BEST_FILE = "best.json"   # in the checkpoint folder: {"step", "metric", "value", "higher_is_better"}

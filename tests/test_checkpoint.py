@@ -196,7 +196,7 @@ def test_export_plain_of_a_config_less_checkpoint_uses_the_norm_given(tmp_path, 
 def test_best_pointer_survives_pruning_and_is_dropped_when_stale(tmp_path, tiny_config):
     from model.checkpoint import CheckpointError, Checkpoints, resolve_step
     from training.checkpoint import save_checkpoint
-    from training.validation import BestCheckpoint
+    from model.checkpoint import BestCheckpoint
     model = TrainingStep(tiny_config(), TrainConfig(), "cpu")
     with pytest.raises(CheckpointError, match="no checkpoint in"):
         resolve_step(tmp_path, "best")
@@ -206,14 +206,14 @@ def test_best_pointer_survives_pruning_and_is_dropped_when_stale(tmp_path, tiny_
     with pytest.raises(CheckpointError, match="'best' exists for runs trained with --keep_best"):
         resolve_step(tmp_path, "best")
     folder = Checkpoints(tmp_path)
-    best = BestCheckpoint(folder, "ssim", resumed_step=None)
+    best = BestCheckpoint(folder, "ssim", resumed_step=None, higher_is_better=True)
     assert best.improves(0.3) and not best.improves(float("nan"))
     best.record(2, 0.3)
     assert not best.improves(0.2) and best.improves(0.4)
     assert Checkpoints(tmp_path).prune(1) == [4] and resolve_step(tmp_path, "best") == 2   # the best is kept
     assert BestCheckpoint(folder, "ssim", resumed_step=6).value == 0.3          # resumed later: kept
     assert BestCheckpoint(folder, "l1", resumed_step=6).value is None and folder.best() is None  # other metric
-    BestCheckpoint(folder, "l1", resumed_step=6).record(6, 0.1)
+    BestCheckpoint(folder, "l1", resumed_step=6, higher_is_better=False).record(6, 0.1)
     BestCheckpoint(folder, None, resumed_step=2)   # resumed before the best: that checkpoint will be overwritten
     assert folder.best() is None
     (tmp_path / "best.json").write_text("{broken")

@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -14,9 +13,9 @@ from PIL import Image
 
 from data.obj import ObjFormatError, encode_image, read_obj, write_obj
 from model import load_generator
-from training.config import TrainConfig
-from model.checkpoint import Checkpoints, available_steps
+from model.checkpoint import available_steps
 from training.checkpoint import save_checkpoint
+from training.config import TrainConfig
 from training.step import TrainingStep
 from utils.errors import UserError
 

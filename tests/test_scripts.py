@@ -162,7 +162,6 @@ def test_script_errors_are_one_line(experiment, tmp_path, run_script):
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGUSR1"])
 def test_ctrl_c_and_sigterm_save_a_consistent_checkpoint(experiment, tmp_path, sig, run_script):
     import signal
-    import time
     exp = tmp_path / "interrupted"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
     args = ["--experiment_dir", exp, "--data_dir", experiment / "data", "--image_size", 32, "--ngf", 8, "--ndf", 8,

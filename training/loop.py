@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from data.loader import Batch, BatchIterator, PairBank, PilBatches, label_balanced
 from data.obj import existing_obj, scan_obj
-from model.checkpoint import Checkpoints
+from evaluation.metrics import METRICS
+from model.checkpoint import BestCheckpoint, Checkpoints
 from model.spectral import largest_singular_value
 from utils.errors import UserError, WriteError
 from utils.images import save_sample_grid
@@ -40,7 +41,7 @@ from .config import Settings
 from .start import Start, apply_start
 from .stats import CollapseWatch, DivergenceGuard, LogWriters, StatsWindow, ink_share, progress_postfix
 from .step import NonFiniteLossError, PendingStats, TrainingStep
-from .validation import BestCheckpoint, Validator
+from .validation import Validator
 
 
 def open_batches(train_obj: Path, settings: Settings, device: torch.device, dist: Distributed = SINGLE):
@@ -168,7 +169,8 @@ class Trainer:
         self.evaluated_step: int | None = None
         self.pending = PendingStats()   # steps' statistics still on the device
         resumed = model.step if start.kind in ("resume", "weights") else None
-        self.best = BestCheckpoint(self.checkpoints, run.keep_best, resumed) if self.dist.is_main else None
+        self.best = BestCheckpoint(self.checkpoints, run.keep_best, resumed, METRICS.get(run.keep_best, True)) \
+            if self.dist.is_main else None
 
     def open_validation(self, val_obj: Path, has_val: bool) -> Validator | None:
         """The held-out evaluation, or None when it is off; asking for it without val.obj is an error."""
