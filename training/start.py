@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -36,6 +37,14 @@ class Start:
     new_label_init: str = "nearest"    # "init_from" growing the labels: how a new label's style starts
 
 
+class Decision(NamedTuple):
+    """Where the run starts, as rank 0 tells the others: the files to read, not their contents."""
+    kind: str                          # "new", "resume", "weights" or "init_from"
+    step: int = 0
+    weights_dir: Path | None = None
+    source_step: int | None = None
+
+
 def find_start(flags: dict, checkpoint_dir: Path, dist: Distributed = SINGLE, device=None) -> Start:
     """Decide how the run starts from --resume / --init_from and what the checkpoint folder holds.
 
@@ -43,32 +52,26 @@ def find_start(flags: dict, checkpoint_dir: Path, dist: Distributed = SINGLE, de
     loads the step it chose: on a shared file system with listing caches, nodes that
     each resolved `latest` could otherwise load different steps.
     """
-    if not dist.enabled:
-        return decide_start(flags, checkpoint_dir)
-    decided = {}
-
-    def decide() -> tuple:
-        start = decided["start"] = decide_start(flags, checkpoint_dir)
-        return start.kind, start.step, start.weights_dir, start.source_step
-
-    kind, step, weights_dir, source_step = dist.decide_on_main(decide, device)
-    return decided["start"] if dist.is_main else follow_start(flags, kind, step, weights_dir, source_step)
+    decision = dist.decide_on_main(lambda: decide_start(flags, checkpoint_dir), device)
+    return open_start(flags, decision, dist)
 
 
-def follow_start(flags: dict, kind: str, step: int, weights_dir: Path | None, source_step: int | None) -> Start:
-    """The start rank 0 decided, read from the files it named (not from this node's listing)."""
+def open_start(flags: dict, decision: Decision, dist: Distributed = SINGLE) -> Start:
+    """The Start of `decision`, read from the files it names (on every rank alike)."""
+    kind, step, weights_dir, source_step = decision
     if kind == "resume":
-        state = TrainingState.load(Checkpoints(weights_dir), step)
-        if state is None:
-            raise CheckpointError(f"rank 0 resumes step {step}, but {Checkpoints(weights_dir).files(step)['state']} "
-                                  f"is missing here: is {weights_dir} on a file system every node shares?")
+        checkpoints = Checkpoints(weights_dir)
+        state = TrainingState.load(checkpoints, step)
+        if state is None:   # rank 0 found it; another node does not see it
+            raise CheckpointError(f"rank 0 resumes step {step}, but {checkpoints.files(step)['state']} is missing "
+                                  f"on rank {dist.rank}: is {weights_dir} on a file system every node shares?")
         return Start("resume", step, state, weights_dir)
     if kind in ("weights", "init_from"):
         return Start(kind, step, None, weights_dir, source_step, flags.get("new_label_init") or "nearest")
     return Start("new")
 
 
-def decide_start(flags: dict, checkpoint_dir: Path) -> Start:
+def decide_start(flags: dict, checkpoint_dir: Path) -> Decision:
     """find_start's decision on one process, from this process's view of the folders."""
     resume, init_from = flags.get("resume"), flags.get("init_from")
     if resume is not None and init_from is not None:
@@ -82,21 +85,20 @@ def decide_start(flags: dict, checkpoint_dir: Path) -> Start:
         # otherwise zi2zi's weights-only checkpoints count
         own_run = str(resume) == "latest" and bool(checkpoints.steps(complete=True))
         step = checkpoints.resolve(resume, complete=own_run)
-        state = TrainingState.load(checkpoints, step)
-        if state is not None:
-            return Start("resume", step, state, checkpoint_dir)
-        if not checkpoints.files(step)["D"].exists():
-            raise CheckpointError(f"{checkpoints.files(step)['D']} is missing: training from weights needs both "
-                                  f"networks' files")
-        return Start("weights", step, None, checkpoint_dir)
+        files = checkpoints.files(step)
+        if files["state"].exists():
+            return Decision("resume", step, checkpoint_dir)
+        if not files["D"].exists():
+            raise CheckpointError(f"{files['D']} is missing: training from weights needs both networks' files")
+        return Decision("weights", step, checkpoint_dir)
     existing = checkpoints.steps()
     if existing and not flags.get("dry_run"):
         raise UserError(f"{checkpoint_dir} already holds checkpoints up to step {existing[-1]}; "
                         f"pass --resume latest to continue that run, or use a new --experiment_dir / --checkpoint_dir")
     if init_from is not None:
         source_dir, step = parse_init_from(init_from)
-        return Start("init_from", 0, None, source_dir, step, flags.get("new_label_init") or "nearest")
-    return Start("new")
+        return Decision("init_from", 0, source_dir, step)
+    return Decision("new")
 
 
 def parse_init_from(text: str) -> tuple[Path, int]:
