@@ -136,7 +136,7 @@ def test_script_errors_are_one_line(experiment, tmp_path, run_script):
     one_line_error(run_script("font2img.py", "--src_font", tmp_path / "missing.ttf", "--dst_font", SRC,
                           "--sample_dir", tmp_path / "p", check=False), "--src_font .*missing.ttf")
     one_line_error(run_script("train.py", "--experiment_dir", tmp_path / "none", "--device", "cpu", check=False),
-                   "train.obj does not exist")
+                   "train.obj: no such .obj file; run package.py --save_dir")
     one_line_error(run_script("train.py", "--experiment_dir", tmp_path / "e", "--data_dir", experiment / "data",
                           "--image_size", 32, "--embedding_num", 1, "--device", "cpu", check=False),
                    "train.obj has style label 1, outside 0..0: .*raise --embedding_num")
