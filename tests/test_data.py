@@ -14,7 +14,7 @@ from PIL import Image
 from data.charsets import builtin_charset, gb2312_level1, load_charset
 from data.corpus import FontEntry, list_fonts
 from data.augment import augment_pair
-from data.dataset import DatasetFromObj, split_pair
+from data.dataset import DatasetFromObj, signed_unit, split_pair
 from data.obj import ObjFormatError, encode_image, read_obj, write_obj
 from data.packaging import collect_pairs, package, split_pairs
 from data.pairs import font2font, images2pairs, recurring_hashes, scan_glyph_images
@@ -328,9 +328,8 @@ def test_dataset_items(reference_dir):
     assert label == 2 and target.shape == source.shape == (1, 256, 256)
     assert target.dtype == torch.float32 and -1 <= target.min() < -0.5 and target.max() == 1.0
     img = Image.open(io.BytesIO(ds.records[0].image_bytes)).convert("L")
-    left = torch.from_numpy(np.asarray(img)[:, :256].astype(np.float32)) / 127.5 - 1
-    # target is the left half (to the last bit, which x * (1 / 127.5) and x / 127.5 may round apart)
-    assert torch.allclose(target[0], left, rtol=0, atol=2.5e-7)
+    left = signed_unit(torch.from_numpy(np.asarray(img)[:, :256].copy()))
+    assert torch.equal(target[0], left)  # target is the left half, to the bit
     rgb = DatasetFromObj(reference_dir / "zi2zi_pytorch_sample.obj", input_nc=3)
     _, target3, _ = rgb[0]
     assert target3.shape == (3, 256, 256) and torch.equal(target3[1], target[0])

@@ -168,8 +168,8 @@ class Trainer:
         self.guard = DivergenceGuard(run.divergence_factor)
         self.evaluated_step: int | None = None
         self.pending = PendingStats()   # steps' statistics still on the device
-        resumed = model.step if start.kind in ("resume", "weights") else None
-        self.best = BestCheckpoint(self.checkpoints, run.keep_best, resumed, METRICS.get(run.keep_best, True)) \
+        resumed_step = model.step if start.kind in ("resume", "weights") else None
+        self.best = BestCheckpoint(self.checkpoints, run.keep_best, resumed_step, METRICS.get(run.keep_best, True)) \
             if self.dist.is_main else None
 
     def open_validation(self, val_obj: Path, has_val: bool) -> Validator | None:
